@@ -1,0 +1,3 @@
+from recorderd.cli import main
+
+raise SystemExit(main())
