@@ -1,0 +1,83 @@
+"""The media map: which call and which party an RTP packet belongs to, from the negotiated SDP.
+
+An SDP offer or answer (RFC 3264) tells where its author *receives* media. So a packet sent to a known
+endpoint carries the voice of the other party, and, because nearly every phone sends from the port it
+receives on (symmetric RTP, RFC 4961), a packet sent *from* a known endpoint carries the voice of the
+endpoint's owner. The destination is the stronger evidence and is tried first; the source lets us follow
+a party behind NAT whose packets come from an address its SDP never named.
+
+When a re-INVITE moves a party's media, the old endpoint stays bound for ``linger`` seconds of capture
+time, so packets still in flight are not lost. Keys are raw address bytes and the port, so a lookup costs
+two dictionary probes and no formatting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recorderd.events import Side
+
+Endpoint = tuple[bytes, int]
+
+
+@dataclass(slots=True)
+class Binding:
+    call_id: str
+    owner: Side
+    expires: float | None = None  # set when superseded: the binding lingers until then
+
+
+class MediaMap:
+    def __init__(self, linger: float = 5.0, max_bindings: int = 100_000) -> None:
+        self.linger = linger
+        self.max_bindings = max_bindings
+        self._bindings: dict[Endpoint, Binding] = {}
+        self._current: dict[tuple[str, Side], Endpoint] = {}
+        self._by_call: dict[str, set[Endpoint]] = {}
+
+    def __len__(self) -> int:
+        return len(self._bindings)
+
+    def bind(self, call_id: str, owner: Side, ip: bytes, port: int, now: float) -> bool:
+        """Record that ``owner`` of ``call_id`` receives at ip:port. False if the table is full."""
+        endpoint = (ip, port)
+        previous = self._current.get((call_id, owner))
+        if previous == endpoint and endpoint in self._bindings:
+            return True
+        if endpoint not in self._bindings and len(self._bindings) >= self.max_bindings:
+            return False
+        if previous is not None and previous in self._bindings:
+            old = self._bindings[previous]
+            if old.call_id == call_id:
+                old.expires = now + self.linger
+        self._bindings[endpoint] = Binding(call_id, owner)
+        self._current[(call_id, owner)] = endpoint
+        self._by_call.setdefault(call_id, set()).add(endpoint)
+        return True
+
+    def lookup(self, src: bytes, sport: int, dst: bytes, dport: int) -> tuple[str, Side] | None:
+        """(call_id, side whose voice the packet carries) or None for traffic that is not ours."""
+        binding = self._bindings.get((dst, dport))
+        if binding is not None:
+            return binding.call_id, binding.owner.other
+        binding = self._bindings.get((src, sport))
+        if binding is not None:
+            return binding.call_id, binding.owner
+        return None
+
+    def unbind_call(self, call_id: str) -> None:
+        for side in Side:
+            self._current.pop((call_id, side), None)
+        for endpoint in self._by_call.pop(call_id, ()):
+            self._drop_if_owned(endpoint, call_id)
+
+    def expire(self, now: float) -> None:
+        stale = [e for e, b in self._bindings.items() if b.expires is not None and b.expires <= now]
+        for endpoint in stale:
+            self._by_call.get(self._bindings[endpoint].call_id, set()).discard(endpoint)
+            del self._bindings[endpoint]
+
+    def _drop_if_owned(self, endpoint: Endpoint, call_id: str) -> None:
+        binding = self._bindings.get(endpoint)
+        if binding is not None and binding.call_id == call_id:
+            del self._bindings[endpoint]
