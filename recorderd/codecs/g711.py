@@ -1,9 +1,10 @@
 """G.711 mu-law and A-law (ITU-T G.711, RFC 3551 section 4.5.14) as 256-entry NumPy tables.
 
 Decoding indexes a table built once from the segment formula, so a block of any length decodes in one
-vectorised step. Encoding uses a 65,536-entry table that maps every 16-bit sample to the code whose decoded
-value is nearest: re-encoding decoded G.711 gives back a code that decodes to the very same sample, which
-is what lets the store keep a G.711 call as G.711 without loss.
+vectorised step. Encoding uses a 65,536-entry table built with the standard's segment and truncation
+rule, so it agrees with every reference encoder (libsndfile, Sun's g711.c, CPython's audioop), and
+re-encoding decoded G.711 gives back a code that decodes to the very same sample: that is what lets the
+store keep a G.711 call as G.711 without loss.
 """
 
 from __future__ import annotations
@@ -34,26 +35,36 @@ def _alaw_table() -> NDArray[np.int16]:
     return np.where(a & 0x80, magnitude, -magnitude).astype(np.int16)
 
 
-def _encoder_table(decode: NDArray[np.int16], preferred_zero: int) -> NDArray[np.uint8]:
-    """Nearest code for every int16 value, indexed by ``sample + 32768``."""
-    values = decode.astype(np.int32)
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    # mu-law has two codes for 0 (0x7F, 0xFF); keep the conventional one.
-    if preferred_zero >= 0:
-        zero = np.flatnonzero(ordered == 0)
-        order[zero] = preferred_zero
-    samples = np.arange(-32768, 32768, dtype=np.int32)
-    right = np.clip(np.searchsorted(ordered, samples), 1, len(ordered) - 1)
-    left = right - 1
-    take_left = (samples - ordered[left]) <= (ordered[right] - samples)
-    return order[np.where(take_left, left, right)].astype(np.uint8)
+_ULAW_SEGMENT_ENDS = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+_ALAW_SEGMENT_ENDS = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+_ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32)
+
+
+def _ulaw_encoder() -> NDArray[np.uint8]:
+    """G.711 mu-law compression of every 16-bit value (the segment/truncation rule of the standard's
+    reference encoder, as in Sun's g711.c), indexed by ``sample + 32768``."""
+    value = _ALL_SAMPLES >> 2  # 14-bit
+    mask = np.where(value < 0, 0x7F, 0xFF)
+    value = np.minimum(np.abs(value), 8159) + 0x21  # clip, then add the bias
+    segment = np.searchsorted(_ULAW_SEGMENT_ENDS, value)
+    code = (segment << 4) | ((value >> (segment + 1)) & 0x0F)
+    return (np.where(segment >= 8, 0x7F, code) ^ mask).astype(np.uint8)
+
+
+def _alaw_encoder() -> NDArray[np.uint8]:
+    value = _ALL_SAMPLES >> 3  # 13-bit
+    mask = np.where(value >= 0, 0xD5, 0x55)
+    value = np.where(value >= 0, value, -value - 1)
+    segment = np.searchsorted(_ALAW_SEGMENT_ENDS, value)
+    shift = np.where(segment < 2, 1, segment)
+    code = (segment << 4) | ((value >> shift) & 0x0F)
+    return (np.where(segment >= 8, 0x7F, code) ^ mask).astype(np.uint8)
 
 
 ULAW_DECODE = _ulaw_table()
 ALAW_DECODE = _alaw_table()
-ULAW_ENCODE = _encoder_table(ULAW_DECODE, preferred_zero=0xFF)
-ALAW_ENCODE = _encoder_table(ALAW_DECODE, preferred_zero=-1)
+ULAW_ENCODE = _ulaw_encoder()
+ALAW_ENCODE = _alaw_encoder()
 ULAW_SILENCE = 0xFF
 ALAW_SILENCE = 0xD5
 
