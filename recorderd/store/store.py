@@ -45,10 +45,10 @@ _HASH_BLOCK = 1 << 20
 
 
 def iso_utc(ts: float | None) -> str | None:
-    """ISO 8601 UTC with a "Z" and milliseconds, or None."""
+    """ISO 8601 UTC with a "Z" and microseconds (capture precision), or None."""
     if ts is None:
         return None
-    text = dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+    text = dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")
     return text.replace("+00:00", "Z")
 
 

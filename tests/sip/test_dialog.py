@@ -217,9 +217,7 @@ class Scenario:
         )
         return self.feed(ts, text, from_alice=True)
 
-    def bob(
-        self, ts: float, method: str, cseq: int, *, body: str = "", extra: str = ""
-    ) -> list[Brief]:
+    def bob(self, ts: float, method: str, cseq: int, *, body: str = "", extra: str = "") -> list[Brief]:
         """A request from Bob (the callee) inside the dialog."""
         text = message(
             f"{method} sip:alice@192.0.2.1 SIP/2.0",
@@ -245,14 +243,10 @@ class Scenario:
     ) -> list[Brief]:
         """A response from Bob's side to one of Alice's requests."""
         to = BOB_URI + (";tag=b1" if to_tag else "")
-        text = message(
-            f"SIP/2.0 {status} Whatever", ALICE_HDR, to, f"{cseq} {method}", body, call_id, ""
-        )
+        text = message(f"SIP/2.0 {status} Whatever", ALICE_HDR, to, f"{cseq} {method}", body, call_id, "")
         return self.feed(ts, text, from_alice=False)
 
-    def to_bob(
-        self, ts: float, status: int, cseq: int, method: str, *, body: str = ""
-    ) -> list[Brief]:
+    def to_bob(self, ts: float, status: int, cseq: int, method: str, *, body: str = "") -> list[Brief]:
         """A response from Alice to one of Bob's requests."""
         text = message(
             f"SIP/2.0 {status} OK",
@@ -628,9 +622,7 @@ def test_end_and_close() -> None:
     s = Scenario()
     s.establish()
     s.alice(3.0, "INVITE", 1, to_tag=False, call_id="c2")
-    assert s.tracker.end(CID, 9.0, EndReason.RTP_TIMEOUT) == [
-        CallEnded(9.0, CID, EndReason.RTP_TIMEOUT, 200)
-    ]
+    assert s.tracker.end(CID, 9.0, EndReason.RTP_TIMEOUT) == [CallEnded(9.0, CID, EndReason.RTP_TIMEOUT, 200)]
     assert s.tracker.end(CID, 9.5, EndReason.RTP_TIMEOUT) == []
     assert s.tracker.close(10.0) == [CallEnded(10.0, "c2", EndReason.CAPTURE_END, None)]
     assert len(s.tracker) == 0
@@ -677,9 +669,7 @@ POOL = _message_pool()
     ),
     st.integers(1, 3),
 )
-def test_tracker_never_raises_and_stays_bounded(
-    steps: list[tuple[int, float, bool]], cap: int
-) -> None:
+def test_tracker_never_raises_and_stays_bounded(steps: list[tuple[int, float, bool]], cap: int) -> None:
     counters: Counter[str] = Counter()
     tracker = DialogTracker(counters, max_calls=cap, invite_timeout=100, challenge_timeout=10)
     open_calls: set[str] = set()

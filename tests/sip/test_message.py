@@ -49,9 +49,7 @@ def test_every_sip_message_matches_tshark(name: str) -> None:
 
 
 def test_keepalives_are_not_messages() -> None:
-    keepalives = [
-        d.payload for _, d in sip_datagrams("onsip-testcall-nat-auth") if len(d.payload) <= 4
-    ]
+    keepalives = [d.payload for _, d in sip_datagrams("onsip-testcall-nat-auth") if len(d.payload) <= 4]
     assert len(keepalives) == 5
     for data in keepalives:
         with pytest.raises(ParseError, match=r"^sip: not a SIP message$"):
@@ -77,9 +75,7 @@ def test_real_invite_fields() -> None:
         *"INVITE ACK CANCEL BYE MESSAGE OPTIONS NOTIFY PRACK UPDATE REFER".split()
     ]
     sender = parse_name_addr(msg.header("from") or "")
-    assert sender == NameAddr(
-        "", "sip:eim@upbsml.onsip.com", "1090117420", (("tag", "1090117420"),)
-    )
+    assert sender == NameAddr("", "sip:eim@upbsml.onsip.com", "1090117420", (("tag", "1090117420"),))
 
 
 def test_real_response_fields() -> None:

@@ -28,9 +28,7 @@ def real_sdp(name: str, frame: int) -> SessionDescription:
 
 
 def sdp(*lines: str) -> SessionDescription:
-    return parse_sdp(
-        ("\r\n".join(("v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", *lines)) + "\r\n").encode()
-    )
+    return parse_sdp(("\r\n".join(("v=0", "o=- 1 1 IN IP4 192.0.2.1", "s=-", *lines)) + "\r\n").encode())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,9 +232,7 @@ def test_parse_sdp_raises_only_parse_error(body: bytes) -> None:
     st.lists(
         st.tuples(
             st.sampled_from("vcmab"),
-            st.text(
-                alphabet="audio RTP/AVP IN IP4 IP6 0123456789.:/ rtpmap ptime sendonly", max_size=30
-            ),
+            st.text(alphabet="audio RTP/AVP IN IP4 IP6 0123456789.:/ rtpmap ptime sendonly", max_size=30),
         ),
         max_size=12,
     )

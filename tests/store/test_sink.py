@@ -33,7 +33,7 @@ def test_call_with_media(store: Store, identity: str) -> None:
     (early,) = store.calls()
     assert (early["state"], early["recording_state"]) == ("recording", "recording")
     assert (early["from_user"], early["to_user"], early["direction"]) == ("07700900123", "201", "unknown")
-    assert early["start"] == "2024-06-01T12:00:00.000Z"
+    assert early["start"] == "2024-06-01T12:00:00.000000Z"
     assert Path(str(early["recording"]) + ".part").exists()
     feed(sink, events[2:])
     assert sink.active_calls == 0

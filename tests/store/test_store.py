@@ -104,8 +104,8 @@ def test_find_by_id_and_call_id(store: Store) -> None:
     with pytest.raises(StoreError) as err:
         store.find("dup@host")
     assert str(err.value) == (
-        f"Call-ID 'dup@host' matches 2 calls: {first} (2024-06-01T12:00:00.000Z),"
-        f" {second} (2024-06-01T12:01:00.000Z); give the id"
+        f"Call-ID 'dup@host' matches 2 calls: {first} (2024-06-01T12:00:00.000000Z),"
+        f" {second} (2024-06-01T12:01:00.000000Z); give the id"
     )
     with pytest.raises(StoreError, match="no call 'nobody' in the store"):
         store.find("nobody")
@@ -129,13 +129,13 @@ def test_calls_json_and_filters(store: Store) -> None:
         "to": "sip:201@pbx.example",
         "to_name": "Reception",
         "to_user": "201",
-        "start": "2024-06-01T12:00:00.000Z",
-        "answer": "2024-06-01T12:00:02.000Z",
-        "end": "2024-06-01T12:00:12.500Z",
+        "start": "2024-06-01T12:00:00.000000Z",
+        "answer": "2024-06-01T12:00:02.000000Z",
+        "end": "2024-06-01T12:00:12.500000Z",
         "end_reason": "bye",
         "sip_status": 200,
         "duration_s": 10.5,
-        "media_start": "2024-06-01T12:00:01.000Z",
+        "media_start": "2024-06-01T12:00:01.000000Z",
         "samples": 80000,
         "sample_rate": 8000,
         "state": "finished",
@@ -159,8 +159,8 @@ def test_calls_json_and_filters(store: Store) -> None:
                 "lost": 2,
                 "duplicates": 1,
                 "decoded": True,
-                "first": "2024-06-01T12:00:01.000Z",
-                "last": "2024-06-01T12:00:09.500Z",
+                "first": "2024-06-01T12:00:01.000000Z",
+                "last": "2024-06-01T12:00:09.500000Z",
                 "gaps": [{"start": 1.0, "end": 1.04, "reason": "loss"}],
             },
             {
@@ -174,8 +174,8 @@ def test_calls_json_and_filters(store: Store) -> None:
                 "lost": 0,
                 "duplicates": 0,
                 "decoded": True,
-                "first": "2024-06-01T12:00:01.000Z",
-                "last": "2024-06-01T12:00:09.500Z",
+                "first": "2024-06-01T12:00:01.000000Z",
+                "last": "2024-06-01T12:00:09.500000Z",
                 "gaps": [],
             },
         ],
@@ -194,8 +194,8 @@ def test_calls_json_and_filters(store: Store) -> None:
 
 def test_iso_utc() -> None:
     assert iso_utc(None) is None
-    assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"
-    assert iso_utc(T0 + 0.1234) == "2024-06-01T12:00:00.123Z"
+    assert iso_utc(0.0) == "1970-01-01T00:00:00.000000Z"
+    assert iso_utc(T0 + 0.1234) == "2024-06-01T12:00:00.123400Z"
 
 
 def test_several_recipients_each_open_recordings(tmp_path: Path) -> None:
