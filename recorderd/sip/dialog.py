@@ -407,9 +407,7 @@ class DialogTracker:
             events += self._media(call, ts, msg)
         return events
 
-    def _act(
-        self, call: _Call, action: Action, ts: float, msg: SipMessage | None
-    ) -> list[SipEvent]:
+    def _act(self, call: _Call, action: Action, ts: float, msg: SipMessage | None) -> list[SipEvent]:
         if action is _A.ANSWER and isinstance(msg, SipResponse):
             return [CallAnswered(ts, call.call_id, msg.status)]
         if action is _A.RETRY:
@@ -529,9 +527,7 @@ class DialogTracker:
             side = side.other
         return self._negotiated(call, ts, side, sdp.first_audio() or audio[0])
 
-    def _negotiated(
-        self, call: _Call, ts: float, side: Side, media: MediaDescription
-    ) -> list[SipEvent]:
+    def _negotiated(self, call: _Call, ts: float, side: Side, media: MediaDescription) -> list[SipEvent]:
         on_hold = media.port == 0 or media.ip in UNSPECIFIED_IPS
         previous = call.last_media.get(side)
         if on_hold:
