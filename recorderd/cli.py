@@ -112,7 +112,7 @@ def _replay(args: argparse.Namespace) -> int:
             if not args.quiet:
                 _summary(result, store)
             if result.truncated:
-                print(f"recorderd: error: {path}: {result.truncated}", file=sys.stderr)
+                print(f"recorderd: error: {result.truncated}", file=sys.stderr)
                 status = 1
     finally:
         sink.close()

@@ -1,0 +1,106 @@
+"""The command line as a user meets it: one-line errors with a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recorderd.cli import main
+from tests.conftest import PCAPS
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, Path]:
+    identity = tmp_path / "identity.txt"
+    assert main(["keygen", "--out", str(identity)]) == 0
+    recipient = next(l.split(": ")[1] for l in identity.read_text().splitlines() if "public key" in l)
+    path = tmp_path / "store"
+    assert main(["init", str(path), "--recipient", recipient]) == 0
+    return path, identity
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recorderd", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("recorderd: error: ") and text in result.stderr
+
+
+def test_missing_and_non_capture_files(store: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = store
+    one_line_error(run("replay", str(tmp_path / "no.pcap"), "--store", str(path)), "capture file not found")
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a capture\n")
+    one_line_error(run("replay", str(junk), "--store", str(path)), "is not a pcap or pcapng file")
+
+
+def test_unknown_store_and_bad_recipient(tmp_path: Path) -> None:
+    one_line_error(run("calls", "--store", str(tmp_path / "none")), "no recorderd store at")
+    one_line_error(run("init", str(tmp_path / "s"), "--recipient", "age1nope"), "not an age X25519 recipient")
+
+
+def test_truncated_capture_is_recorded_then_reported(
+    store: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = store
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((PCAPS / "sip-dtmf2-rfc2833-603.pcap").read_bytes()[:40_000])
+    result = run("replay", str(cut), "--store", str(path))
+    one_line_error(result, "ended in the middle of a record")
+    assert "2 calls" in result.stdout
+    assert main(["calls", "--store", str(path), "--json"]) == 0
+    calls = json.loads(capsys.readouterr().out)
+    assert [c["end_reason"] for c in calls] == ["rejected", "capture-end"]
+    assert calls[1]["recording"] is not None
+
+
+def test_wrong_identity_and_unknown_call(store: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = store
+    assert main(["replay", str(PCAPS / "sip-tcp-call-rtp.pcap"), "--store", str(path), "--quiet"]) == 0
+    other = tmp_path / "other.txt"
+    assert main(["keygen", "--out", str(other)]) == 0
+    out = tmp_path / "x.wav"
+    common = ["--store", str(path), "--out", str(out), "--reason", "test"]
+    call_id = "158936656982201062716@10.33.6.100"
+    one_line_error(run("export", call_id, "--identity", str(other), *common), "wrong identity")
+    one_line_error(run("export", "nosuchcall", "--identity", str(other), *common), "no call 'nosuchcall'")
+    assert not out.exists()
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    key = tmp_path / "k.txt"
+    assert run("keygen", "--out", str(key)).returncode == 0
+    one_line_error(run("keygen", "--out", str(key)), str(key))
+
+
+@pytest.mark.slow
+def test_passphrase_protected_identity_round_trip(tmp_path: Path) -> None:
+    key = tmp_path / "protected.txt"
+    env = {**os.environ, "RECORDERD_PASSPHRASE": "correct horse"}
+
+    def with_env(*args: str, passphrase: str = "correct horse") -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "recorderd", *args]
+        env["RECORDERD_PASSPHRASE"] = passphrase
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    made = with_env("keygen", "--out", str(key), "--passphrase")
+    assert made.returncode == 0 and made.stdout.startswith("age1")
+    assert key.read_bytes().startswith(b"age-encryption.org/v1\n")
+    store = tmp_path / "store"
+    assert main(["init", str(store), "--recipient", made.stdout.strip()]) == 0
+    assert main(["replay", str(PCAPS / "sip-tcp-call-rtp.pcap"), "--store", str(store), "--quiet"]) == 0
+    out = tmp_path / "call.flac"
+    args = ["export", "158936656982201062716@10.33.6.100", "--store", str(store), "--identity", str(key),
+            "--format", "flac", "--out", str(out), "--reason", "test"]  # fmt: skip
+    one_line_error(with_env(*args, passphrase="wrong"), "passphrase")
+    assert with_env(*args).returncode == 0 and out.stat().st_mode & 0o777 == 0o600
