@@ -27,3 +27,16 @@ def read_frames(path: Path) -> list[tuple[float, bytes]]:
 @pytest.fixture(scope="session")
 def pcaps() -> Path:
     return PCAPS
+
+
+def new_store(directory: Path) -> tuple[Path, Path]:
+    """A fresh store under ``directory`` and the identity that opens it, made through the CLI."""
+    from recorderd.cli import main
+    from recorderd.store.keys import load_identities, recipient_of
+
+    identity = directory / "identity.txt"
+    assert main(["keygen", "--out", str(identity)]) == 0
+    (secret,) = load_identities(identity, None)
+    store = directory / "store"
+    assert main(["init", str(store), "--recipient", recipient_of(secret)]) == 0
+    return store, identity

@@ -11,17 +11,12 @@ from pathlib import Path
 import pytest
 
 from recorderd.cli import main
-from tests.conftest import PCAPS
+from tests.conftest import PCAPS, new_store
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> tuple[Path, Path]:
-    identity = tmp_path / "identity.txt"
-    assert main(["keygen", "--out", str(identity)]) == 0
-    recipient = next(l.split(": ")[1] for l in identity.read_text().splitlines() if "public key" in l)
-    path = tmp_path / "store"
-    assert main(["init", str(path), "--recipient", recipient]) == 0
-    return path, identity
+    return new_store(tmp_path)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

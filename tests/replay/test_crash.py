@@ -14,7 +14,7 @@ import soundfile
 from recorderd.cli import main
 from recorderd.store.sink import StoreSink
 from recorderd.store.store import Store
-from tests.conftest import PCAPS
+from tests.conftest import PCAPS, new_store
 
 CHILD = """
 import os, signal, sys
@@ -43,11 +43,7 @@ for frame in OfflineSource(Path(sys.argv[2])):
 def test_kill_9_mid_call_leaves_a_playable_prefix(
     blocks: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    identity = tmp_path / "id.txt"
-    assert main(["keygen", "--out", str(identity)]) == 0
-    recipient = capsys.readouterr().out.strip()
-    store_path = tmp_path / "store"
-    assert main(["init", str(store_path), "--recipient", recipient]) == 0
+    store_path, identity = new_store(tmp_path)
     pcap = PCAPS / "sip-dtmf2-rfc2833-603.pcap"
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(store_path), str(pcap), str(blocks)], timeout=120

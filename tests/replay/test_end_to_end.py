@@ -18,7 +18,7 @@ import pytest
 import soundfile
 
 from recorderd.cli import main
-from tests.conftest import PCAPS
+from tests.conftest import PCAPS, new_store
 from tests.oracle import TsharkRtp, tshark_rtp_packets
 
 G711_CAPTURES = [
@@ -29,22 +29,6 @@ G711_CAPTURES = [
 ]
 SUBTYPE = {0: "ULAW", 8: "ALAW"}
 IDLE = {"ULAW": b"\xff", "ALAW": b"\xd5"}  # G.711 idle codes: what silence is in each law
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    identity = tmp_path_factory.mktemp("keys") / "identity.txt"
-    assert main(["keygen", "--out", str(identity)]) == 0
-    recipient = next(
-        line.split(": ")[1] for line in identity.read_text().splitlines() if "public key" in line
-    )
-    return identity, recipient
-
-
-def new_store(tmp_path: Path, recipient: str) -> Path:
-    store = tmp_path / "store"
-    assert main(["init", str(store), "--recipient", recipient]) == 0
-    return store
 
 
 def calls_json(store: Path, capsys: pytest.CaptureFixture[str]) -> list[dict]:  # type: ignore[type-arg]
@@ -96,10 +80,9 @@ def expected_channel(
 @pytest.mark.slow
 @pytest.mark.parametrize("name", G711_CAPTURES)
 def test_export_equals_independent_decode(
-    name: str, keys: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    identity, recipient = keys
-    store = new_store(tmp_path, recipient)
+    store, identity = new_store(tmp_path)
     pcap = PCAPS / f"{name}.pcap"
     assert main(["replay", str(pcap), "--store", str(store)]) == 0
     packets = tshark_rtp_packets(pcap)
@@ -140,10 +123,9 @@ def _epoch(iso: str) -> float:
 
 @pytest.mark.slow
 def test_age_tool_decrypts_recordings_that_sox_and_soundfile_read(
-    keys: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    identity, recipient = keys
-    store = new_store(tmp_path, recipient)
+    store, identity = new_store(tmp_path)
     assert main(["replay", str(PCAPS / "sip-dtmf2-rfc2833-603.pcap"), "--store", str(store)]) == 0
     (call,) = [c for c in calls_json(store, capsys) if c["recording"]]
     plain = tmp_path / "call.au"
