@@ -84,7 +84,8 @@ class CallMedia:
         # one leg per RTP stream as RFC 3550 and tshark count them: SSRC, source and destination
         self.legs: dict[tuple[Side, int, bytes, int, bytes, int], Leg] = {}
         self.counters: Counter[str] = Counter()
-        self.encoding: str | None = None
+        self.encodings: set[str] = set()  # how each decoded codec so far would be kept losslessly
+        self.encoding: str | None = None  # the recording's, fixed when its first block is emitted
         self.emitted = 0  # samples handed out as AudioBlocks (once the recording has started)
         self.base = 0  # recording sample at index 0 of the accumulator
         self.mix = np.zeros((2 * BLOCK, 2), dtype=np.int32)
@@ -140,10 +141,10 @@ class CallMedia:
         kind, codec, duration = self._classify(pkt, side)
         if kind is Kind.AUDIO and codec is not None:
             leg.codec, leg.decoded = codec.name, True
-            if self.encoding is None:
-                self.encoding = codec.encoding
-            elif self.encoding != codec.encoding:
-                self.counters["transcoded"] += 1
+            self.encodings.add(codec.encoding)
+            if self.encoding not in (None, "pcm16", codec.encoding):
+                # the file's law was fixed before this codec appeared (a mid-call codec change)
+                self.counters["transcoded_packets"] += 1
         elif kind is Kind.UNDECODABLE:
             leg.undecodable = True
             if not leg.codec:
@@ -225,11 +226,13 @@ class CallMedia:
 
     def _blocks(self, block: np.ndarray, now: float) -> list[Event]:
         """AudioBlocks for ``block`` (ending at ``self.base``), once the recording has audio."""
-        if self.encoding is None or not self.audio_seen:
+        if not self.audio_seen:
             return []
         out: list[Event] = []
         start = self.base - len(block)
-        if self.emitted == 0:
+        if self.encoding is None:
+            # One G.711 law for every leg so far: keep it as is; otherwise 16-bit PCM loses nothing.
+            self.encoding = next(iter(self.encodings)) if len(self.encodings) == 1 else "pcm16"
             out.append(RecordingStarted(self.media_start or now, self.call_id, self.encoding, RATE))
         # Sample 0 is the first media packet; if decodable audio came later, the recording opens with
         # silence for the span before it (undecodable or comfort-noise packets, ringing).
