@@ -99,3 +99,17 @@ def test_passphrase_protected_identity_round_trip(tmp_path: Path) -> None:
             "--format", "flac", "--out", str(out), "--reason", "test"]  # fmt: skip
     one_line_error(with_env(*args, passphrase="wrong"), "passphrase")
     assert with_env(*args).returncode == 0 and out.stat().st_mode & 0o777 == 0o600
+
+
+def test_replay_with_site_config_classifies_direction(
+    store: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = store
+    config = tmp_path / "site.toml"
+    config.write_text('[site]\ninternal_numbers = ["25\\\\d\\\\d"]\n')
+    pcaps = [str(PCAPS / "sip-dtmf2-rfc2833-603.pcap"), str(PCAPS / "onsip-testcall-nat-auth.pcap")]
+    assert main(["replay", *pcaps, "--store", str(path), "--config", str(config), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["calls", "--store", str(path), "--json"]) == 0
+    directions = {c["call_id"][:5]: c["direction"] for c in json.loads(capsys.readouterr().out)}
+    assert directions == {"5514@": "internal", "25672": "internal", "a3d80": "unknown"}
