@@ -1,6 +1,7 @@
 """Command line: argument parsing and dispatch only; the work happens in the modules it calls.
 
-Every operational failure is a :class:`RecorderdError` whose message is printed on one line with a
+The core commands (keygen, init, replay, calls, export) are here; the store administration commands
+and the service commands register themselves from ``recorderd/commands/``. Every operational failure is a :class:`RecorderdError` whose message is printed on one line with a
 non-zero exit status, never a traceback.
 """
 
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from recorderd import __version__
+from recorderd.commands import service as service_commands
+from recorderd.commands import store as store_commands
 from recorderd.config import EngineConfig, load_config
 from recorderd.errors import RecorderdError
 from recorderd.events import CallRecord
@@ -65,13 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("wav", "flac", "mp3"), default="wav")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--reason", required=True, help="why this recording is accessed (audited)")
+
+    for name, handler in COMMANDS.items():
+        sub.choices[name].set_defaults(handler=handler)
+    for module in (store_commands, service_commands):
+        module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command](args))
+        return int(args.handler(args))
     except RecorderdError as e:
         print(f"recorderd: error: {e}", file=sys.stderr)
         return 1

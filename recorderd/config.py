@@ -144,16 +144,21 @@ def parse_config(data: dict[str, Any]) -> EngineConfig:
     return _engine(data.get("engine", {}), site)
 
 
-def load_config(path: Path) -> EngineConfig:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at ``path``, or a ConfigError saying why not."""
     try:
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+
+
+def load_config(path: Path) -> EngineConfig:
+    data = read_toml(path)
     try:
         return parse_config(data)
     except ConfigError as e:
