@@ -1,7 +1,8 @@
 """Command line: argument parsing and dispatch only; the work happens in the modules it calls.
 
 The core commands (keygen, init, replay, calls, export) are here; the store administration commands
-and the service commands register themselves from ``recorderd/commands/``. Every operational failure is a :class:`RecorderdError` whose message is printed on one line with a
+and the service commands register themselves from ``recorderd/commands/``. Every operational failure
+is a :class:`RecorderdError` whose message is printed on one line with a
 non-zero exit status, never a traceback.
 """
 

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import os
 import select
-import struct
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, TypeAlias
 
+import numpy as np
 import pcapy
 
 from recorderd.capture.source import CaptureStats
 from recorderd.errors import CaptureError
-from recorderd.events import Frame
+from recorderd.events import FRAME_META, Frame, FrameBatch
 from recorderd.net.link import LINKTYPE_RAW, SUPPORTED_LINKTYPES
 
 # Nested so that each ``vlan`` shifts the offsets of what follows it by one tag: the innermost branch
@@ -40,7 +40,7 @@ DEFAULT_FILTER = "udp or tcp or (vlan and (udp or tcp or (vlan and (udp or tcp))
 
 _Handle: TypeAlias = Any  # pcapy's handle type is not exported by name
 
-_META = struct.Struct("=4I")
+_META = FRAME_META
 _FILE_HEADER = 24
 _RECORD_HEADER = 16
 _MAGICS = frozenset(
@@ -76,13 +76,19 @@ def _linktype(handle: _Handle) -> int:
     return LINKTYPE_RAW if dlt == pcapy.DLT_RAW else dlt
 
 
-def _frames_from_batch(linktype: int, buf: bytes, meta: bytes) -> tuple[list[Frame], int]:
-    """The frames of one ``next_batch`` result and their captured bytes."""
-    frames = [
-        Frame(sec + usec / 1_000_000, linktype, buf[off : off + caplen])
-        for sec, usec, off, caplen in _META.iter_unpack(meta)
-    ]
-    return frames, sum(len(f.data) for f in frames)
+def _captured_bytes(meta: bytes) -> int:
+    """Sum of the captured lengths in a ``next_batch`` meta array (the 4th of each 4 uint32)."""
+    return int(np.frombuffer(meta, dtype=np.uint32)[3::4].sum(dtype=np.int64))
+
+
+def _pack(linktype: int, frames: list[Frame]) -> FrameBatch:
+    """Frames read one at a time, in the shape ``next_batch`` returns them."""
+    meta, offset = [], 0
+    for frame in frames:
+        sec = int(frame.ts)
+        meta.append(_META.pack(sec, round((frame.ts - sec) * 1_000_000), offset, len(frame.data)))
+        offset += len(frame.data)
+    return FrameBatch(linktype, b"".join(f.data for f in frames), b"".join(meta))
 
 
 def _check_file(path: str) -> int:
@@ -144,20 +150,25 @@ class OfflineSource:
 
     def iter_batches(self) -> Iterator[list[Frame]]:
         """Lists of up to ``batch_size`` frames, until the end of the file."""
+        for batch in self.raw_batches():
+            yield batch.frames()
+
+    def raw_batches(self) -> Iterator[FrameBatch]:
+        """Up to ``batch_size`` frames at a time as libpcap returns them, until the end of the file."""
         while not self._done:
             try:
                 buf, meta = self._reader.next_batch(self._batch_size)
             except pcapy.PcapError as err:
                 frames = self._salvage(err)
-            else:
-                if not meta:
-                    self._done = True
-                    self.position = self.size
-                    return
-                frames, size = _frames_from_batch(self.linktype, buf, meta)
-                self._count(frames, size)
-            if frames:
-                yield frames
+                if frames:
+                    yield _pack(self.linktype, frames)
+                continue
+            if not meta:
+                self._done = True
+                self.position = self.size
+                return
+            self._count(len(meta) // _META.size, _captured_bytes(meta))
+            yield FrameBatch(self.linktype, buf, meta)
 
     def close(self) -> None:
         if not self._closed:
@@ -167,10 +178,10 @@ class OfflineSource:
     def stats(self) -> CaptureStats:
         return CaptureStats(self._frames, self._bytes, 0, 0)
 
-    def _count(self, frames: list[Frame], size: int) -> None:
-        self._frames += len(frames)
+    def _count(self, frames: int, size: int) -> None:
+        self._frames += frames
         self._bytes += size
-        self.position = min(self.size, self.position + size + _RECORD_HEADER * len(frames))
+        self.position = min(self.size, self.position + size + _RECORD_HEADER * frames)
 
     def _salvage(self, err: pcapy.PcapError) -> list[Frame]:
         """After a read error, reread past the frames handed out and take the rest one by one."""
@@ -193,7 +204,7 @@ class OfflineSource:
                 pass  # the same damaged record
             finally:
                 reader.close()
-        self._count(frames, sum(len(f.data) for f in frames))
+        self._count(len(frames), sum(len(f.data) for f in frames))
         what = "ended in the middle of a record" if "truncated" in str(err) else "is damaged"
         self.truncated = f"capture file {self.path} {what} after {self._frames} frames ({err})"
         return frames
@@ -277,16 +288,20 @@ class LiveSource:
 
     def read_batch(self) -> list[Frame]:
         """Whatever frames are ready now, up to ``batch_size``; never blocks."""
+        batch = self.read_raw()
+        return batch.frames() if batch is not None else []
+
+    def read_raw(self) -> FrameBatch | None:
+        """Whatever frames are ready now, as libpcap returns them, or None; never blocks."""
         try:
             buf, meta = self._handle.next_batch(self._batch_size)
         except pcapy.PcapError as err:
             raise CaptureError(f"capture on {self.interface} failed: {err}") from None
         if not meta:
-            return []
-        frames, size = _frames_from_batch(self.linktype, buf, meta)
-        self._frames += len(frames)
-        self._bytes += size
-        return frames
+            return None
+        self._frames += len(meta) // _META.size
+        self._bytes += _captured_bytes(meta)
+        return FrameBatch(self.linktype, buf, meta)
 
     def iter_batches(self) -> Iterator[list[Frame]]:
         """Batches until closed; an empty one after each idle ``timeout_ms`` so callers can run timers."""

@@ -122,8 +122,9 @@ class CallMedia:
         assert self.media_start is not None
         return round((ts - self.media_start) * RATE)
 
-    def rtp(self, pkt: RtpPacket, side: Side, d: Datagram) -> Outcome | None:
-        """Place one RTP packet carrying ``side``'s voice; None when the stream table is full."""
+    def rtp(self, pkt: RtpPacket, side: Side, d: Datagram) -> tuple[Outcome | None, Leg | None, Kind]:
+        """Place one RTP packet carrying ``side``'s voice: the outcome (None when the stream table is
+        full), the packet's leg and how its payload was treated."""
         now = d.ts
         if self.media_start is None:
             self.media_start = now
@@ -133,7 +134,7 @@ class CallMedia:
         leg = self.legs.get(key)
         if leg is None:
             if len(self.legs) >= self.config.max_streams_per_call:
-                return None
+                return None, None, Kind.UNDECODABLE
             stream = RtpStream(pkt.ssrc, now, now_pos, RATE, self.resync)
             src, dst = format_endpoint(d.src, d.sport), format_endpoint(d.dst, d.dport)
             leg = Leg(side, stream, src, dst)
@@ -149,7 +150,16 @@ class CallMedia:
             leg.undecodable = True
             if not leg.codec:
                 leg.codec = self._format(pkt.pt, side).name
-        return leg.stream.push(pkt, kind, duration, now, now_pos, self.base)
+        outcome = leg.stream.push(
+            pkt.seq, pkt.ts, pkt.pt, pkt.payload, kind, duration, now, now_pos, self.base
+        )
+        return outcome, leg, kind
+
+    def codec_of(self, pt: int, side: Side) -> Codec:
+        """The decoder of an audio payload type already classified as decodable for ``side``."""
+        codec = decoder_for(self._format(pt, side))
+        assert codec is not None
+        return codec
 
     def _format(self, pt: int, side: Side) -> PayloadFormat:
         # The receiver's SDP defines the payload types it is sent (RFC 3264 5.1); fall back to the
@@ -194,23 +204,33 @@ class CallMedia:
             out.extend(self._blocks(block, now))
         return out
 
-    def _mix_in(self, leg: Leg, channel: int, entries: list[tuple[int, int, int, bytes]]) -> None:
+    def _mix_in(self, leg: Leg, channel: int, entries: list[tuple[int, int, int, int, int, bytes]]) -> None:
         groups: dict[int, list[tuple[int, bytes]]] = {}
-        for pos, kind, pt, payload in entries:
+        for pos, _, kind, pt, _, payload in entries:
             if kind == Kind.AUDIO:
                 groups.setdefault(pt, []).append((pos, payload))
         for pt, items in groups.items():
-            codec = decoder_for(self._format(pt, leg.side))
-            assert codec is not None  # classified as audio above
+            codec = self.codec_of(pt, leg.side)
             samples = codec.decode(b"".join(p for _, p in items)).astype(np.int32)
-            end = max(pos + len(p) for pos, p in items) - self.base
-            self._reserve(end)
-            offset = 0
-            for pos, payload in items:
-                at, n = pos - self.base, len(payload) // codec.bytes_per_sample
-                self.mix[at : at + n, channel] += samples[offset : offset + n]
-                offset += n
+            starts = np.fromiter((pos for pos, _ in items), dtype=np.int64, count=len(items)) - self.base
+            sizes = np.fromiter((len(p) for _, p in items), dtype=np.int64, count=len(items))
+            sizes //= codec.bytes_per_sample
+            self._reserve(int((starts + sizes).max()))
+            self._scatter(channel, starts, sizes, samples)
             self.audio_seen = True
+
+    def _scatter(self, channel: int, starts: np.ndarray, sizes: np.ndarray, samples: np.ndarray) -> None:
+        """Add packet after packet of ``samples`` into ``channel`` at ``starts`` (sorted)."""
+        size = int(sizes[0])
+        if (sizes == size).all() and (np.diff(starts) >= size).all():
+            # the usual case, equal packets that do not overlap: one vectorised add
+            index = (starts[:, None] + np.arange(size)).ravel()
+            self.mix[index, channel] += samples
+            return
+        offset = 0
+        for at, n in zip(starts.tolist(), sizes.tolist(), strict=True):
+            self.mix[at : at + n, channel] += samples[offset : offset + n]
+            offset += n
 
     def _reserve(self, length: int) -> None:
         if length > len(self.mix):

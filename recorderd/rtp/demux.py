@@ -71,11 +71,13 @@ class MediaMap:
         for endpoint in self._by_call.pop(call_id, ()):
             self._drop_if_owned(endpoint, call_id)
 
-    def expire(self, now: float) -> None:
+    def expire(self, now: float) -> list[Endpoint]:
+        """Drop the lingering bindings whose time is up; returns their endpoints."""
         stale = [e for e, b in self._bindings.items() if b.expires is not None and b.expires <= now]
         for endpoint in stale:
             self._by_call.get(self._bindings[endpoint].call_id, set()).discard(endpoint)
             del self._bindings[endpoint]
+        return stale
 
     def _drop_if_owned(self, endpoint: Endpoint, call_id: str) -> None:
         binding = self._bindings.get(endpoint)

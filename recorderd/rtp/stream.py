@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from recorderd.rtp.dtmf import parse_telephone_event
-from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.wrap import extend_seq, extend_ts
 
-DUPLICATE_WINDOW = 1024  # extended sequence numbers remembered for duplicate detection
+DUPLICATE_WINDOW = 1024  # extended sequence numbers remembered for duplicate detection (a power of 2)
+_WINDOW_MASK = DUPLICATE_WINDOW - 1
 
 
 class Kind(IntEnum):
@@ -40,6 +39,10 @@ class Outcome(IntEnum):
     ACCEPTED = 0
     DUPLICATE = 1
     LATE = 2
+
+
+_EVENT = Kind.EVENT
+_ACCEPTED, _DUPLICATE, _LATE = Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.LATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class RtpStream:
         "_seen",
         "pending",
         "_taken_end",
+        "high",
         "_taken_seq",
         "holes",
         "_events",
@@ -101,9 +105,11 @@ class RtpStream:
         self._ts_ref = 0
         self._seq_max = -1
         self._seq_min = -1
-        self._seen: set[int] = set()
+        # extended sequence numbers by their low bits: a packet is a duplicate when its slot holds it
+        self._seen: list[int] = [-1] * DUPLICATE_WINDOW
         self.pending: list[tuple[int, int, int, int, int, bytes]] = []  # pos, seq, kind, pt, dur, payload
         self._taken_end = -1  # end sample of the last packet handed out
+        self.high = now_pos  # end sample of the furthest packet placed
         self._taken_seq = -1
         self.holes: list[Hole] = []
         self._events: dict[int, Digit] = {}
@@ -111,87 +117,93 @@ class RtpStream:
     # -- arrival -------------------------------------------------------------------------------------
 
     def push(
-        self, pkt: RtpPacket, kind: Kind, duration: int, now: float, now_pos: int, floor: int
+        self,
+        seq: int,
+        ts: int,
+        pt: int,
+        payload: bytes,
+        kind: Kind,
+        duration: int,
+        now: float,
+        now_pos: int,
+        floor: int,
     ) -> Outcome:
         """Take one packet captured at ``now`` (sample ``now_pos``) that covers ``duration`` samples;
-        ``floor`` is the first sample not yet written out, so anything placed before it is late."""
-        seq = self._extend_seq(pkt.seq)
-        if seq in self._seen:
-            self.duplicates += 1
-            return Outcome.DUPLICATE
-        pos = self._place(pkt.ts, kind, now_pos)
+        ``floor`` is the first sample not yet written out, so anything placed before it is late.
+
+        This runs once per RTP packet, so it is written for speed. The one place in recorderd that
+        unwraps 16-bit sequence numbers and 32-bit timestamps (RFC 3550 A.1): each is extended to the
+        integer nearest the highest one seen, so a wrap from 65535 to 0 continues at 65536."""
+        high = self._seq_max
+        seen = self._seen
+        if high >= 0:
+            delta = (seq - high) & 0xFFFF
+            seq = high + delta if delta < 0x8000 else high + delta - 0x10000
+            if seen[seq & _WINDOW_MASK] == seq:
+                self.duplicates += 1
+                return _DUPLICATE
+        anchor = self._anchor
+        if anchor is None:
+            self._ts_ref = ts
+            self._anchor = anchor = now_pos - ts
+            pos = now_pos
+        else:
+            delta = (ts - self._ts_ref) & 0xFFFFFFFF
+            ext = self._ts_ref + (delta if delta < 0x80000000 else delta - 0x100000000)
+            pos = anchor + ext
+            if kind is not _EVENT:
+                # Telephone events keep their start timestamp for the whole key press: no resync.
+                if pos - now_pos > self.resync or now_pos - pos > self.resync:
+                    self.resyncs += 1
+                    self._anchor = now_pos - ext
+                    pos = now_pos
+                self._ts_ref = ext
         if pos < floor:
             self.late += 1
-            return Outcome.LATE
-        if kind is Kind.EVENT:
-            self._event(pkt, pos)  # may raise ParseError: the packet is then not counted
+            return _LATE
+        if kind is _EVENT:
+            self._event(payload, pos)  # may raise ParseError: the packet is then not counted
         else:
-            self.payload_type = pkt.pt
-        self._remember(seq)
+            self.payload_type = pt
+        if seq > high:
+            self._seq_max = seq
+        if seq < self._seq_min or self._seq_min < 0:
+            self._seq_min = seq
+        seen[seq & _WINDOW_MASK] = seq
         self.packets += 1
         self.last_ts = now
-        self.pending.append((pos, seq, kind, pkt.pt, duration, pkt.payload))
-        return Outcome.ACCEPTED
+        end = pos + duration
+        if end > self.high:
+            self.high = end
+        self.pending.append((pos, seq, kind, pt, duration, payload))
+        return _ACCEPTED
 
-    def _extend_seq(self, seq: int) -> int:
-        if self._seq_max < 0:
-            return seq
-        return extend_seq(seq, self._seq_max)
-
-    def _remember(self, seq: int) -> None:
-        if self._seq_max < 0 or seq > self._seq_max:
-            self._seq_max = seq
-        if self._seq_min < 0 or seq < self._seq_min:
-            self._seq_min = seq
-        self._seen.add(seq)
-        if len(self._seen) > 2 * DUPLICATE_WINDOW:
-            horizon = self._seq_max - DUPLICATE_WINDOW
-            self._seen = {s for s in self._seen if s > horizon}
-
-    def _place(self, ts: int, kind: Kind, now_pos: int) -> int:
-        if self._anchor is None:
-            self._ts_ref = ts
-            self._anchor = now_pos - ts
-            return now_pos
-        ext = extend_ts(ts, self._ts_ref)
-        pos = self._anchor + ext
-        # Telephone events keep their start timestamp for the whole key press: no resync on them.
-        if kind is not Kind.EVENT and abs(pos - now_pos) > self.resync:
-            self.resyncs += 1
-            self._anchor = now_pos - ext
-            pos = now_pos
-        if kind is not Kind.EVENT:
-            self._ts_ref = ext
-        return pos
-
-    def _event(self, pkt: RtpPacket, pos: int) -> None:
-        event = parse_telephone_event(pkt.payload)
+    def _event(self, payload: bytes, pos: int) -> None:
+        event = parse_telephone_event(payload)
         known = self._events.get(pos)
         if known is None or event.duration > known.duration:
             self._events[pos] = Digit(pos, event.digit, event.duration)
 
     # -- departure -----------------------------------------------------------------------------------
 
-    def take(self, before: int) -> list[tuple[int, int, int, bytes]]:
-        """Hand out, in time order, the pending packets placed before sample ``before``, as
-        (pos, kind, pt, payload); note the holes between consecutive packets on the way."""
-        if not self.pending:
+    def take(self, before: int) -> list[tuple[int, int, int, int, int, bytes]]:
+        """Hand out, in time order, the pending packets placed before sample ``before`` as
+        (pos, seq, kind, pt, duration, payload); note the holes between them on the way."""
+        pending = self.pending
+        if not pending:
             return []
-        self.pending.sort()
-        cut = bisect.bisect_left(self.pending, (before,))
-        ready, self.pending = self.pending[:cut], self.pending[cut:]
-        out = []
-        for pos, seq, kind, pt, duration, payload in ready:
-            self._note_hole(pos, seq)
-            self._taken_end = max(self._taken_end, pos + duration)
-            self._taken_seq = seq
-            out.append((pos, kind, pt, payload))
-        return out
-
-    def _note_hole(self, pos: int, seq: int) -> None:
-        if self._taken_end < 0 or pos <= self._taken_end:
-            return
-        self.holes.append(Hole(self._taken_end, pos, seq - self._taken_seq > 1))
+        pending.sort()
+        cut = bisect.bisect_left(pending, (before,))
+        ready, self.pending = pending[:cut], pending[cut:]
+        end, last_seq, holes = self._taken_end, self._taken_seq, self.holes
+        for pos, seq, _, _, duration, _ in ready:
+            if pos > end >= 0:
+                holes.append(Hole(end, pos, seq - last_seq > 1))
+            if pos + duration > end:
+                end = pos + duration
+            last_seq = seq
+        self._taken_end, self._taken_seq = end, last_seq
+        return ready
 
     # -- reporting -----------------------------------------------------------------------------------
 
@@ -206,8 +218,7 @@ class RtpStream:
     @property
     def high_pos(self) -> int:
         """Sample just after the furthest audio placed so far (pending or taken)."""
-        ends = [p[0] + p[4] for p in self.pending]
-        return max([self._taken_end, *ends])
+        return self.high
 
     def digits(self) -> list[Digit]:
         return sorted(self._events.values(), key=lambda d: d.pos)

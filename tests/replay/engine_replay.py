@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pcapy
 
+from recorderd.capture.pcap import OfflineSource
 from recorderd.config import EngineConfig
 from recorderd.engine import Engine
-from recorderd.events import AudioBlock, CallFinished, CallRecord, Event, Frame
+from recorderd.events import AudioBlock, CallFinished, CallRecord, Event
 
 
 @dataclass
@@ -29,19 +29,20 @@ class Replayed:
         return np.concatenate(blocks) if blocks else np.zeros((0, 2), np.int16)
 
 
-def replay_engine(path: Path, config: EngineConfig | None = None) -> Replayed:
-    reader = pcapy.open_offline(str(path))
-    linktype = reader.datalink()
+def replay_engine(path: Path, config: EngineConfig | None = None, batched: bool = True) -> Replayed:
+    """Replay ``path`` through the fast path (``feed_batch``, as recorderd replay does) or frame by
+    frame through the general path (``feed``)."""
     engine = Engine(config)
     out = Replayed(engine=engine)
     ts = 0.0
-    while True:
-        header, data = reader.next()
-        if header is None:
-            break
-        sec, usec = header.getts()
-        ts = sec + usec / 1e6
-        _collect(engine.feed(Frame(ts, linktype, bytes(data))), out)
+    with OfflineSource(path) as source:
+        for batch in source.raw_batches():
+            if batched:
+                _collect(engine.feed_batch(batch), out)
+            else:
+                for frame in batch.frames():
+                    _collect(engine.feed(frame), out)
+            ts = batch.last_ts
     _collect(engine.close(ts), out)
     return out
 

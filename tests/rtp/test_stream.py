@@ -1,30 +1,20 @@
 """RtpStream: placement by timestamp, reordering, duplicates, wraparound, loss and holes."""
 
-from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.stream import Kind, Outcome, RtpStream
-from recorderd.rtp.wrap import extend_seq, extend_ts
+from recorderd.rtp.stream import DUPLICATE_WINDOW, Kind, Outcome, RtpStream
 
-
-def pkt(seq: int, ts: int, payload: bytes = b"\xff" * 160, pt: int = 0) -> RtpPacket:
-    return RtpPacket(pt, False, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x1234, payload)
+SILENCE = b"\xff" * 160
 
 
 def feed(stream: RtpStream, packets: list[tuple[int, int, float]], floor: int = 0) -> list[Outcome]:
     """Push (seq, ts, capture time) triples; capture time 0 is sample 0."""
     return [
-        stream.push(pkt(seq, ts), Kind.AUDIO, 160, now, round(now * 8000), floor) for seq, ts, now in packets
+        stream.push(seq & 0xFFFF, ts & 0xFFFFFFFF, 0, SILENCE, Kind.AUDIO, 160, now, round(now * 8000), floor)
+        for seq, ts, now in packets
     ]
 
 
 def positions(stream: RtpStream, before: int = 10**9) -> list[int]:
     return [pos for pos, *_ in stream.take(before)]
-
-
-def test_wraparound_helpers() -> None:
-    assert extend_seq(0, 65535) == 65536
-    assert extend_seq(65535, 65536) == 65535
-    assert extend_ts(5, 0xFFFFFF00) == 0x100000005
-    assert extend_ts(0xFFFFFFF0, 0x100000005) == 0xFFFFFFF0
 
 
 def test_in_order_placement_by_timestamp() -> None:
@@ -47,6 +37,15 @@ def test_duplicates_are_counted_and_dropped() -> None:
     outcomes = feed(s, [(1, 0, 0.0), (2, 160, 0.02), (2, 160, 0.021), (1, 0, 0.03)])
     assert outcomes.count(Outcome.DUPLICATE) == 2
     assert (s.packets, s.duplicates) == (2, 2)
+
+
+def test_reordering_across_the_sequence_wrap() -> None:
+    s = RtpStream(0x1234, 0.0, 0, 8000, 8000)
+    order = [65533, 65534, 0, 65535, 1, 3, 2]
+    feed(s, [(seq, 160 * ((seq - 65533) % 65536), 0.02 * n) for n, seq in enumerate(order)])
+    assert positions(s) == [160 * i for i in range(7)]
+    assert (s.expected, s.lost, s.duplicates) == (7, 0, 0)
+    assert feed(s, [(65535, 160 * 2, 0.2)]) == [Outcome.DUPLICATE]
 
 
 def test_sequence_and_timestamp_wrap() -> None:
@@ -91,5 +90,8 @@ def test_timestamp_jump_resyncs_to_the_capture_clock() -> None:
 def test_burst_larger_than_the_dedup_window_stays_bounded() -> None:
     s = RtpStream(0x1234, 0.0, 0, 8000, 8000)
     feed(s, [(i, 160 * i, 0.02 * i) for i in range(5000)])
-    assert len(s._seen) <= 2048 + 1
+    assert len(s._seen) == DUPLICATE_WINDOW
     assert s.packets == 5000 and s.lost == 0
+    assert feed(s, [(4999 - DUPLICATE_WINDOW + 1, 160 * (4999 - DUPLICATE_WINDOW + 1), 100.0)]) == [
+        Outcome.DUPLICATE
+    ]
