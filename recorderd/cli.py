@@ -2,8 +2,8 @@
 
 The core commands (keygen, init, replay, calls, export) are here; the store administration commands
 and the service commands register themselves from ``recorderd/commands/``. Every operational failure
-is a :class:`RecorderdError` whose message is printed on one line with a
-non-zero exit status, never a traceback.
+is a :class:`RecorderdError` whose message is printed on one line with a non-zero exit status, never
+a traceback.
 """
 
 from __future__ import annotations
