@@ -170,7 +170,9 @@ class MediaNegotiated:
     """A party announced (in an offer or an answer) where it receives audio.
 
     ``side`` is the party that wrote the SDP. RTP sent *to* ``ip:port`` is the other party's voice;
-    with symmetric RTP (RFC 4961), RTP sent *from* it is this party's voice.
+    with symmetric RTP (RFC 4961), RTP sent *from* it is this party's voice. ``transaction`` names the
+    offer/answer exchange (requesting party, CSeq number and method): the same SDP exchange seen on two
+    hops of a proxy shares it, a re-INVITE or UPDATE has a new one.
     """
 
     ts: float
@@ -181,6 +183,7 @@ class MediaNegotiated:
     formats: tuple[PayloadFormat, ...]
     direction: MediaDirection
     ptime: int | None = None
+    transaction: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -258,7 +258,9 @@ class Engine:
                 call.negotiated(event)  # may remap payload types: the call's fast entries go
                 self._forget_call(event.call_id)
                 self._forget_endpoint((event.ip, event.port))
-                if not self.media.bind(event.call_id, event.side, event.ip, event.port, event.ts):
+                if not self.media.bind(
+                    event.call_id, event.side, event.ip, event.port, event.ts, event.transaction
+                ):
                     self.counters["rtp.media_map_full"] += 1
             elif isinstance(event, CallAnswered):
                 call.answer_ts, call.sip_status = event.ts, event.status

@@ -6,8 +6,10 @@ receives on (symmetric RTP, RFC 4961), a packet sent *from* a known endpoint car
 endpoint's owner. The destination is the stronger evidence and is tried first; the source lets us follow
 a party behind NAT whose packets come from an address its SDP never named.
 
-When a re-INVITE moves a party's media, the old endpoint stays bound for ``linger`` seconds of capture
-time, so packets still in flight are not lost. Keys are raw address bytes and the port, so a lookup costs
+A party may have several current endpoints: a proxy with a media relay forwards one offer with its
+SDP rewritten, and the mirror sees both hops' versions, which are the same offer/answer transaction.
+A new transaction (a re-INVITE or UPDATE that may move media) replaces the party's current endpoints;
+the old ones stay bound for ``linger`` seconds of capture time, so packets still in flight are not lost. Keys are raw address bytes and the port, so a lookup costs
 two dictionary probes and no formatting.
 """
 
@@ -32,26 +34,32 @@ class MediaMap:
         self.linger = linger
         self.max_bindings = max_bindings
         self._bindings: dict[Endpoint, Binding] = {}
-        self._current: dict[tuple[str, Side], Endpoint] = {}
+        # per party: the offer/answer transaction that set its current endpoints, and those endpoints
+        self._current: dict[tuple[str, Side], tuple[str, set[Endpoint]]] = {}
         self._by_call: dict[str, set[Endpoint]] = {}
 
     def __len__(self) -> int:
         return len(self._bindings)
 
-    def bind(self, call_id: str, owner: Side, ip: bytes, port: int, now: float) -> bool:
-        """Record that ``owner`` of ``call_id`` receives at ip:port. False if the table is full."""
+    def bind(
+        self, call_id: str, owner: Side, ip: bytes, port: int, now: float, transaction: str = ""
+    ) -> bool:
+        """Record that ``owner`` of ``call_id`` receives at ip:port, as negotiated in ``transaction``.
+        False if the table is full."""
         endpoint = (ip, port)
-        previous = self._current.get((call_id, owner))
-        if previous == endpoint and endpoint in self._bindings:
-            return True
         if endpoint not in self._bindings and len(self._bindings) >= self.max_bindings:
             return False
-        if previous is not None and previous in self._bindings:
-            old = self._bindings[previous]
-            if old.call_id == call_id:
-                old.expires = now + self.linger
+        current = self._current.get((call_id, owner))
+        if current is not None and current[0] == transaction:
+            current[1].add(endpoint)
+        else:
+            if current is not None:
+                for old in current[1] - {endpoint}:
+                    binding = self._bindings.get(old)
+                    if binding is not None and binding.call_id == call_id:
+                        binding.expires = now + self.linger
+            self._current[(call_id, owner)] = (transaction, {endpoint})
         self._bindings[endpoint] = Binding(call_id, owner)
-        self._current[(call_id, owner)] = endpoint
         self._by_call.setdefault(call_id, set()).add(endpoint)
         return True
 

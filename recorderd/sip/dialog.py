@@ -96,6 +96,13 @@ SipMessage = SipRequest | SipResponse
 _INF = float("inf")
 
 
+def _transaction(requester: Side, msg: SipMessage) -> str:
+    """The offer/answer exchange ``msg`` belongs to: requesting party, CSeq number and method (an ACK
+    completes its INVITE's exchange, RFC 3261 17.1.1.3)."""
+    number, method = msg.cseq or (0, "")
+    return f"{requester} {number} {'INVITE' if method == 'ACK' else method}"
+
+
 class DialogState(Enum):
     INVITED = "invited"  # INVITE sent, no provisional answer beyond 100 yet
     EARLY = "early"  # a 101-199 answer arrived (ringing, early media)
@@ -522,12 +529,13 @@ class DialogTracker:
         if not audio:
             self._counters["sip.dialog.sdp_without_audio"] += 1
             return []
-        side = self._requester(call, msg)
-        if isinstance(msg, SipResponse):
-            side = side.other
-        return self._negotiated(call, ts, side, sdp.first_audio() or audio[0])
+        requester = self._requester(call, msg)
+        side = requester.other if isinstance(msg, SipResponse) else requester
+        return self._negotiated(call, ts, side, sdp.first_audio() or audio[0], _transaction(requester, msg))
 
-    def _negotiated(self, call: _Call, ts: float, side: Side, media: MediaDescription) -> list[SipEvent]:
+    def _negotiated(
+        self, call: _Call, ts: float, side: Side, media: MediaDescription, transaction: str
+    ) -> list[SipEvent]:
         on_hold = media.port == 0 or media.ip in UNSPECIFIED_IPS
         previous = call.last_media.get(side)
         if on_hold:
@@ -540,7 +548,9 @@ class DialogTracker:
             ip, port, direction = media.ip, media.port, media.direction
             call.last_media[side] = (ip, port)
         formats = media.formats
-        return [MediaNegotiated(ts, call.call_id, side, ip, port, formats, direction, media.ptime)]
+        return [
+            MediaNegotiated(ts, call.call_id, side, ip, port, formats, direction, media.ptime, transaction)
+        ]
 
     def _transfer(self, call: _Call, ts: float, msg: SipRequest) -> list[SipEvent]:
         target = _name_addr(msg, "refer-to")

@@ -97,3 +97,13 @@ def test_each_channel_carries_its_party_tone(crafted: tuple[dict, Replayed]) -> 
                 continue
             segment = stereo[a:b, channel]
             assert dominant_hz(segment) == pytest.approx(stream["tone_hz"], abs=5), stream["src"]
+
+
+def test_offer_answer_transactions_name_each_exchange() -> None:
+    from recorderd.events import MediaNegotiated
+
+    got = replay_engine(CRAFTED / "hold-resume-reinvite.pcap")
+    seen = [(e.side.value, e.transaction) for e in got.events if isinstance(e, MediaNegotiated)]
+    exchanges = list(dict.fromkeys(t for _, t in seen))
+    assert len(exchanges) == 3 and all(t.startswith("caller ") and t.endswith(" INVITE") for t in exchanges)
+    assert {side for side, t in seen if t == exchanges[0]} == {"caller", "callee"}

@@ -25,8 +25,8 @@ def test_symmetric_rtp_from_behind_nat_is_latched_by_source() -> None:
 
 def test_moved_media_lingers_then_expires() -> None:
     m = MediaMap(linger=5.0)
-    m.bind("c1", Side.CALLER, A, 4000, 0.0)
-    m.bind("c1", Side.CALLER, A, 4002, 10.0)
+    m.bind("c1", Side.CALLER, A, 4000, 0.0, "caller 1 INVITE")
+    m.bind("c1", Side.CALLER, A, 4002, 10.0, "caller 2 INVITE")
     assert m.lookup(B, 1, A, 4000) == ("c1", Side.CALLEE)
     m.expire(14.9)
     assert m.lookup(B, 1, A, 4000) is not None
@@ -47,3 +47,22 @@ def test_unbind_call_and_bound() -> None:
     m.bind("c4", Side.CALLEE, A, 2, 1.0)
     m.unbind_call("c2")
     assert m.lookup(B, 9, A, 2) == ("c4", Side.CALLER)
+
+
+def test_one_offer_seen_on_two_proxy_hops_binds_both_endpoints() -> None:
+    relay = bytes([198, 51, 100, 1])
+    m = MediaMap(linger=5.0)
+    m.bind("c1", Side.CALLER, A, 4000, 0.0, "caller 1 INVITE")  # the phone's SDP, first hop
+    m.bind("c1", Side.CALLER, relay, 30000, 0.01, "caller 1 INVITE")  # rewritten by the relay
+    m.expire(100.0)
+    assert m.lookup(relay, 30002, A, 4000) == ("c1", Side.CALLEE)
+    assert m.lookup(B, 5000, relay, 30000) == ("c1", Side.CALLEE)
+    # a re-INVITE through both hops again keeps both; one that moves only the relay side drops the rest
+    m.bind("c1", Side.CALLER, A, 4000, 200.0, "caller 2 INVITE")
+    m.bind("c1", Side.CALLER, relay, 30000, 200.01, "caller 2 INVITE")
+    m.expire(300.0)
+    assert m.lookup(B, 1, A, 4000) and m.lookup(B, 1, relay, 30000)
+    m.bind("c1", Side.CALLER, relay, 30010, 400.0, "caller 3 INVITE")
+    m.expire(406.0)
+    assert m.lookup(B, 1, A, 4000) is None and m.lookup(B, 1, relay, 30000) is None
+    assert m.lookup(B, 1, relay, 30010) == ("c1", Side.CALLEE)
