@@ -9,8 +9,9 @@ a party behind NAT whose packets come from an address its SDP never named.
 A party may have several current endpoints: a proxy with a media relay forwards one offer with its
 SDP rewritten, and the mirror sees both hops' versions, which are the same offer/answer transaction.
 A new transaction (a re-INVITE or UPDATE that may move media) replaces the party's current endpoints;
-the old ones stay bound for ``linger`` seconds of capture time, so packets still in flight are not lost. Keys are raw address bytes and the port, so a lookup costs
-two dictionary probes and no formatting.
+the old ones stay bound for ``linger`` seconds of capture time, so packets still in flight are not
+lost. Keys are raw address bytes and the port, so a lookup costs two dictionary probes and no
+formatting.
 """
 
 from __future__ import annotations
