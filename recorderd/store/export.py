@@ -4,7 +4,7 @@ Order of work: find the call; check the ciphertext against the SHA-256 kept in t
 with the public recipient can mint a valid age file, so authentication alone does not show the file
 is the one recorded); decrypt chunk by chunk, decode the AU frames and hand them to libsndfile
 (``soundfile``) as they come, so memory stays bounded by a chunk; write ``<out>.part`` (0600) ->
-fsync -> rename; then append an access_log row carrying the SHA-256 of the output.
+fsync -> rename; then append an audit entry (audit.py) carrying the SHA-256 of the output.
 
 An incomplete recording (cut by a crash) exports the prefix that authenticates, and the result says
 so. WAV and FLAC are 16-bit PCM, sample-exact against the recording. MP3 is MPEG Layer III at the
@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -66,7 +66,19 @@ def export_call(
     if not reason.strip():
         raise StoreError("an export needs a reason; it is kept in the access log")
     call = store.find(call_ref)
-    out = Path(out)
+    samples, rate, complete, sha256 = write_audio(call, identities, fmt, Path(out))
+    ts = time.time() if now is None else now
+    store.index.log_access(ts, user, f"export-{fmt}", call["id"], reason, sha256)
+    return ExportResult(Path(out), call["id"], fmt, sha256, samples, rate, complete, call["recording_state"])
+
+
+def write_audio(
+    call: dict[str, Any], identities: Sequence[str], fmt: str, out: Path
+) -> tuple[int, int, bool, str]:
+    """Decrypt a call's recording into ``out`` (not audited: the caller logs the access).
+
+    Returns (frames, sample rate, stream complete, SHA-256 of ``out``).
+    """
     if out.exists():
         raise StoreError(f"{out} already exists; not overwriting")
     with _open_source(call) as f:
@@ -81,9 +93,7 @@ def export_call(
             raise
     fsync_dir(out.parent)
     sha256, _ = file_sha256(out)
-    ts = time.time() if now is None else now
-    store.index.log_access(ts, user, f"export-{fmt}", call["id"], reason, sha256)
-    return ExportResult(out, call["id"], fmt, sha256, samples, rate, complete, call["recording_state"])
+    return samples, rate, complete, sha256
 
 
 def _open_source(call: dict[str, object]) -> BinaryIO:

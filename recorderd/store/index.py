@@ -1,128 +1,38 @@
-"""The SQLite index of a store: calls, their RTP legs, recordings, and the access log.
+"""The SQLite index of a store: calls, their RTP legs, recordings, holds, and the audit chain.
 
 SQLite in WAL mode, so the CLI reads while the daemon writes; ``STRICT`` tables, so a wrong type is
 an error instead of a silent conversion. The schema version is ``PRAGMA user_version``, the number
-of entries of :data:`MIGRATIONS` applied; opening an index applies the missing ones in one
-transaction.
-A later change appends a migration and never edits an applied one.
+of entries of :data:`~recorderd.store.schema.MIGRATIONS` applied; opening an index applies the
+missing ones in one transaction.
 
-The index changes only at lifecycle points (recording started, call finished, recovery, export),
-never per audio block. ``access_log`` is append-only: triggers refuse UPDATE and DELETE.
+The index changes only at lifecycle points (recording started, call finished, recovery, export,
+holds, deletions), never per audio block. Every change that must be audited appends its audit entry
+in the same transaction (:meth:`Index.audit`); ``audit`` and ``audit_heads`` are append-only.
+A full disk is reported as a StoreError saying so.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from recorderd.errors import StoreError
 from recorderd.events import CallRecord, LegRecord
+from recorderd.store import audit as chain
+from recorderd.store.numbers import normalise_number, user_part
+from recorderd.store.schema import MIGRATIONS
 
-_V1 = (
-    """CREATE TABLE calls (
-        id TEXT PRIMARY KEY,
-        call_id TEXT NOT NULL,
-        direction TEXT NOT NULL,
-        from_uri TEXT NOT NULL,
-        from_name TEXT NOT NULL,
-        from_user TEXT NOT NULL,
-        to_uri TEXT NOT NULL,
-        to_name TEXT NOT NULL,
-        to_user TEXT NOT NULL,
-        invite_ts REAL NOT NULL,
-        answer_ts REAL,
-        end_ts REAL,
-        end_reason TEXT,
-        sip_status INTEGER,
-        media_start_ts REAL,
-        samples INTEGER NOT NULL DEFAULT 0,
-        sample_rate INTEGER NOT NULL,
-        dtmf TEXT NOT NULL DEFAULT '[]',
-        holds TEXT NOT NULL DEFAULT '[]',
-        transfers TEXT NOT NULL DEFAULT '[]',
-        state TEXT NOT NULL CHECK (state IN ('recording', 'finished', 'incomplete'))
-    ) STRICT""",
-    "CREATE INDEX calls_call_id ON calls (call_id)",
-    "CREATE INDEX calls_invite_ts ON calls (invite_ts)",
-    "CREATE INDEX calls_from_user ON calls (from_user)",
-    "CREATE INDEX calls_to_user ON calls (to_user)",
-    """CREATE TABLE legs (
-        call TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
-        idx INTEGER NOT NULL,
-        side TEXT NOT NULL CHECK (side IN ('caller', 'callee')),
-        ssrc INTEGER NOT NULL,
-        src TEXT NOT NULL,
-        dst TEXT NOT NULL,
-        codec TEXT NOT NULL,
-        payload_type INTEGER NOT NULL,
-        packets INTEGER NOT NULL,
-        lost INTEGER NOT NULL,
-        duplicates INTEGER NOT NULL,
-        decoded INTEGER NOT NULL,
-        first_ts REAL NOT NULL,
-        last_ts REAL NOT NULL,
-        gaps TEXT NOT NULL DEFAULT '[]',
-        PRIMARY KEY (call, idx)
-    ) STRICT""",
-    """CREATE TABLE recordings (
-        call TEXT PRIMARY KEY REFERENCES calls (id) ON DELETE CASCADE,
-        path TEXT NOT NULL UNIQUE,
-        sha256 TEXT,
-        size INTEGER,
-        encoding TEXT NOT NULL,
-        state TEXT NOT NULL CHECK (state IN ('recording', 'complete', 'incomplete'))
-    ) STRICT""",
-    "CREATE INDEX recordings_state ON recordings (state)",
-    # No foreign key on call: the log must outlive the calls that retention deletes.
-    """CREATE TABLE access_log (
-        id INTEGER PRIMARY KEY,
-        ts REAL NOT NULL,
-        os_user TEXT NOT NULL,
-        action TEXT NOT NULL,
-        call TEXT,
-        reason TEXT NOT NULL,
-        output_sha256 TEXT
-    ) STRICT""",
-    """CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
-        BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END""",
-    """CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
-        BEGIN SELECT RAISE(ABORT, 'access_log is append-only'); END""",
-)
+__all__ = ["MIGRATIONS", "Index", "call_columns", "normalise_number", "user_part"]
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
 SCHEMA_VERSION = len(MIGRATIONS)
 _BUSY_TIMEOUT_MS = 10_000
 _IN_BATCH = 500  # SQLite's default limit on host parameters is 999 in older builds
-
-
-def user_part(uri: str) -> str:
-    """The user part of a SIP/SIPS/tel URI: ``sip:07700900123@host;user=phone`` -> ``07700900123``.
-
-    RFC 3261 section 19.1.1 (``sip:user;params@host``) and RFC 3966 (``tel:+44...;params``); escapes
-    are decoded. A URI without a user part (``sip:host``) gives "".
-    """
-    text = uri.strip()
-    if text.startswith("<"):
-        text = text[1 : text.find(">")] if ">" in text else text[1:]
-    scheme, colon, rest = text.partition(":")
-    if not colon:
-        return ""
-    scheme = scheme.lower()
-    if scheme == "tel":
-        user = rest
-    elif scheme in ("sip", "sips"):
-        user, at, _ = rest.rpartition("@")
-        if not at:
-            return ""
-    else:
-        return ""
-    user = user.split(";", 1)[0].split(":", 1)[0]  # user params; sip:user:password@host
-    return urllib.parse.unquote(user)
 
 
 def _json(value: object) -> str:
@@ -200,13 +110,17 @@ def _connect(path: Path) -> sqlite3.Connection:
 class Index:
     """A store's ``index.sqlite``. Methods that write run in one transaction each."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, region: str = "GB", signer: Ed25519PrivateKey | None = None
+    ) -> None:
         self.conn = conn
+        self.region = region  # how numbers without a country code are read (normalise_number)
+        self.signer = signer  # signs the audit head on every append; None: entries go unsigned
 
     @classmethod
-    def open(cls, path: Path) -> Index:
+    def open(cls, path: Path, region: str = "GB", signer: Ed25519PrivateKey | None = None) -> Index:
         """Open (creating when absent) and migrate the index at ``path``."""
-        index = cls(_connect(path))
+        index = cls(_connect(path), region, signer)
         try:
             index._migrate()
         except BaseException:
@@ -220,13 +134,21 @@ class Index:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise StoreError(
+                    "disk full: cannot update the index (free space on the store's disk)"
+                ) from None
             raise
-        self.conn.execute("COMMIT")
 
     @property
     def version(self) -> int:
@@ -242,8 +164,11 @@ class Index:
                     f" understands ({SCHEMA_VERSION}); upgrade recorderd"
                 )
             for migration in MIGRATIONS[version:]:
-                for statement in migration:
-                    conn.execute(statement)
+                for step in migration:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn, self.region)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ----------------------------------------------------------------------------------------------
@@ -251,7 +176,7 @@ class Index:
 
     def begin_recording(self, uid: str, call: dict[str, Any], path: str, encoding: str) -> None:
         """A call whose first media just arrived: calls and recordings rows, state 'recording'."""
-        columns = {**call, "id": uid, "state": "recording"}
+        columns = {**call, **self._numbers(call), "id": uid, "state": "recording"}
         with self.transaction() as conn:
             conn.execute(
                 f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})",
@@ -271,7 +196,8 @@ class Index:
         samples: int | None = None,
     ) -> None:
         """Write a call's final row and legs, and its recording's (state, sha256, size), at once."""
-        columns = {**call_columns(record), "id": uid, "state": state}
+        call = call_columns(record)
+        columns: dict[str, Any] = {**call, **self._numbers(call), "id": uid, "state": state}
         if samples is not None:
             columns["samples"] = samples
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
@@ -289,6 +215,12 @@ class Index:
             )
             if recording is not None:
                 self._set_recording(conn, uid, *recording)
+
+    def _numbers(self, call: Mapping[str, Any]) -> dict[str, str]:
+        return {
+            "from_number": normalise_number(call["from_user"], self.region),
+            "to_number": normalise_number(call["to_user"], self.region),
+        }
 
     def mark_incomplete(self, uid: str, sha256: str | None, size: int, samples: int | None) -> None:
         """A call whose recording was closed or recovered without its CallFinished."""
@@ -314,13 +246,25 @@ class Index:
         call: str | None,
         reason: str,
         output_sha256: str | None,
-    ) -> None:
+        detail: Mapping[str, Any] | None = None,
+    ) -> chain.AuditEntry:
+        """Append an audit entry on its own (an access that changes nothing else in the index)."""
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO access_log (ts, os_user, action, call, reason, output_sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (ts, os_user, action, call, reason, output_sha256),
-            )
+            return self.audit(conn, ts, os_user, action, call, reason, output_sha256, detail)
+
+    def audit(
+        self,
+        conn: sqlite3.Connection,
+        ts: float,
+        os_user: str,
+        action: str,
+        call: str | None,
+        reason: str,
+        output_sha256: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> chain.AuditEntry:
+        """Append an audit entry inside the caller's transaction, beside the change it records."""
+        return chain.append(conn, self.signer, ts, os_user, action, call, reason, output_sha256, detail)
 
     # ----------------------------------------------------------------------------------------------
     # Reads
@@ -353,7 +297,6 @@ class Index:
                 out[row["call"]].append(row)
         return out
 
-    def access_log(self, call: str | None = None) -> list[sqlite3.Row]:
-        if call is None:
-            return self.conn.execute("SELECT * FROM access_log ORDER BY id").fetchall()
-        return self.conn.execute("SELECT * FROM access_log WHERE call = ? ORDER BY id", (call,)).fetchall()
+    def access_log(self, call: str | None = None) -> list[chain.AuditEntry]:
+        """Audit entries, oldest first; only those about ``call`` when given."""
+        return chain.entries(self.conn, call)

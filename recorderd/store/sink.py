@@ -10,6 +10,8 @@ AudioBlock         appended to the call's writer (no index write)
 CallFinished       writer finished (sealed, fsynced, renamed); then, in one transaction, the full
                    calls row, the legs and the recording's 'complete' state, digest and size. A
                    call without media (rejected, cancelled) gets its calls row here, no recording
+write error        (a full disk) the StoreError is raised once; the recording stops there and its
+                   sealed prefix is kept as 'incomplete' when the call finishes or the sink closes
 other events       ignored: the CallRecord of CallFinished summarises them
 =================  ==============================================================================
 
@@ -19,13 +21,15 @@ Every call gets its own uuid: a Call-ID seen again later (a capture replayed twi
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from recorderd.events import AudioBlock, CallFinished, CallStarted, Event, RecordingStarted
+from recorderd.errors import StoreError
+from recorderd.events import AudioBlock, CallFinished, CallRecord, CallStarted, Event, RecordingStarted
 from recorderd.store.index import user_part
-from recorderd.store.store import Store
-from recorderd.store.writer import RecordingWriter
+from recorderd.store.store import Store, file_sha256
+from recorderd.store.writer import RecordingWriter, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class StoreSink:
         self.recovered = store.recover() if store.lock_for_writing() else []
         self._started: dict[str, CallStarted] = {}
         self._active: dict[str, _Active] = {}
+        self._failed: dict[str, _Active] = {}  # recordings stopped by a write error, until CallFinished
 
     @property
     def active_calls(self) -> int:
@@ -102,19 +107,34 @@ class StoreSink:
         }
 
     def _audio(self, event: AudioBlock) -> None:
+        if event.call_id in self._failed:
+            return  # its recording stopped at a write error; the error was raised once
         active = self._active.get(event.call_id)
         if active is None:
             raise ValueError("audio block for a call without RecordingStarted")
-        active.writer.append(event.start, event.samples)
+        try:
+            active.writer.append(event.start, event.samples)
+        except StoreError:
+            self._failed[event.call_id] = self._active.pop(event.call_id)
+            raise
 
     def _finished(self, event: CallFinished) -> None:
         self._started.pop(event.call_id, None)
-        active = self._active.pop(event.call_id, None)
         record = event.record
+        failed = self._failed.get(event.call_id)
+        if failed is not None:
+            self._salvage(failed, record)  # may fail again on a full disk: close() retries
+            del self._failed[event.call_id]
+            return
+        active = self._active.pop(event.call_id, None)
         if active is None:
             self.store.index.finish_call(self.store.new_uid(), record, "finished", None)
             return
-        info = active.writer.finish()
+        try:
+            info = active.writer.finish()
+        except StoreError:
+            self._salvage(active, record)
+            raise
         if info.samples != record.samples:
             log.warning(
                 "call %s: CallRecord says %d samples, the recording holds %d",
@@ -127,11 +147,33 @@ class StoreSink:
         )
         log.info("call %s: recording complete (%d samples)", active.uid, info.samples)
 
+    def _salvage(self, active: _Active, record: CallRecord | None) -> None:
+        """A recording cut by a write error (a full disk): keep its sealed prefix as 'incomplete',
+        as recovery after a crash would."""
+        writer = active.writer
+        writer.abandon()
+        if writer.part.exists():
+            os.rename(writer.part, writer.path)
+            fsync_dir(writer.path.parent)
+        sha256, size = file_sha256(writer.path) if writer.path.exists() else (None, 0)
+        if record is None:
+            self.store.index.mark_incomplete(active.uid, sha256, size, None)
+        else:
+            self.store.index.finish_call(active.uid, record, "incomplete", ("incomplete", sha256, size))
+        log.error("call %s: recording cut short by a write error; kept as incomplete", active.uid)
+
     def close(self) -> None:
         """Finish every recording still open and mark it 'incomplete' (shutdown mid-call)."""
         for active in self._active.values():
-            info = active.writer.finish()
+            try:
+                info = active.writer.finish()
+            except StoreError:
+                self._salvage(active, None)
+                continue
             self.store.index.mark_incomplete(active.uid, info.sha256, info.size, info.samples)
             log.warning("call %s: recording closed before the call ended", active.uid)
+        for active in self._failed.values():
+            self._salvage(active, None)
         self._active.clear()
+        self._failed.clear()
         self._started.clear()

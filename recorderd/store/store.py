@@ -3,8 +3,10 @@
 Layout (directories 0700, files 0600)::
 
     <root>/store.json        {"format": "recorderd-store", "version": 1, "recipients": ["age1..."]}
-    <root>/index.sqlite      calls, legs, recordings, access log (index.py)
+    <root>/index.sqlite      calls, legs, recordings, holds, audit chain (index.py)
     <root>/writer.lock       flock'ed by the one process that writes recordings
+    <root>/audit-signing.key Ed25519 private key (PKCS#8 PEM) that signs the audit head (audit.py);
+                             its public half is "audit_public_key" in store.json
     <root>/recordings/YYYY/MM/DD/<call uuid>.au.age[.part]
 
 The date in the path is the UTC date of the call's INVITE. A recording is ``.part`` while it is
@@ -28,7 +30,9 @@ from typing import Any
 
 from recorderd.errors import StoreError
 from recorderd.store.age import parse_recipient
+from recorderd.store.audit import create_signing_key, load_signing_key
 from recorderd.store.index import Index
+from recorderd.store.numbers import normalise_number
 from recorderd.store.writer import PART_SUFFIX, RecordingWriter, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ FORMAT_VERSION = 1
 STORE_FILE = "store.json"
 INDEX_FILE = "index.sqlite"
 LOCK_FILE = "writer.lock"
+SIGNING_KEY = "audit-signing.key"
 RECORDINGS = "recordings"
 SUFFIX = ".au.age"
 _UID = re.compile(r"[0-9a-f]{32}")
@@ -92,10 +97,13 @@ def _mkdir_private(path: Path) -> None:
 class Store:
     """An open store: ``root`` (absolute), its recipients and its index."""
 
-    def __init__(self, root: Path, recipients: list[str], index: Index) -> None:
+    def __init__(
+        self, root: Path, recipients: list[str], index: Index, audit_public_key: str | None = None
+    ) -> None:
         self.root = root
         self.recipients = recipients
         self.index = index
+        self.audit_public_key = audit_public_key  # hex Ed25519; None in a store made before it existed
         self._lock_fd: int | None = None
 
     # ----------------------------------------------------------------------------------------------
@@ -120,14 +128,22 @@ class Store:
             # SQLite gives -wal and -shm the database file's mode, so create that file 0600 first.
             os.close(os.open(root / INDEX_FILE, os.O_WRONLY | os.O_CREAT, 0o600))
             Index.open(root / INDEX_FILE).close()
-            meta = {"format": FORMAT, "version": FORMAT_VERSION, "recipients": recipients}
+            public_key = create_signing_key(root / SIGNING_KEY)
+            meta = {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "recipients": recipients,
+                "audit_public_key": public_key,
+            }
             _write_private(root / STORE_FILE, json.dumps(meta, indent=2).encode() + b"\n")
         except OSError as exc:
             raise StoreError(f"cannot create store at {root}: {exc.strerror}") from None
         return cls.open(root)
 
     @classmethod
-    def open(cls, path: Path | str) -> Store:
+    def open(cls, path: Path | str, region: str = "GB") -> Store:
+        """Open the store at ``path``; ``region`` reads numbers without a country code (config
+        ``[site] default_region``)."""
         root = Path(path).absolute()
         try:
             meta = json.loads((root / STORE_FILE).read_bytes())
@@ -149,7 +165,10 @@ class Store:
             raise StoreError(f"{root / STORE_FILE} lists no recipients")
         for recipient in recipients:
             parse_recipient(str(recipient))
-        return cls(root, [str(r) for r in recipients], Index.open(root / INDEX_FILE))
+        public_key = meta.get("audit_public_key")
+        signer = load_signing_key(root / SIGNING_KEY)
+        index = Index.open(root / INDEX_FILE, region, signer)
+        return cls(root, [str(r) for r in recipients], index, str(public_key) if public_key else None)
 
     def close(self) -> None:
         self.index.close()
@@ -162,6 +181,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def writing(self) -> bool:
+        """Does this Store hold the writer lock?"""
+        return self._lock_fd is not None
 
     def lock_for_writing(self) -> bool:
         """Become the one process that writes recordings here (a daemon, a replay).
@@ -251,9 +275,52 @@ class Store:
             where.append("calls.invite_ts < ?")
             params.append(until)
         if party:
-            like = "%" + party.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            like = _like(party)
             where.append("(" + " OR ".join(f"calls.{c} LIKE ? ESCAPE '\\'" for c in _PARTY_COLUMNS) + ")")
             params.extend([like] * len(_PARTY_COLUMNS))
+        if call_id is not None:
+            where.append("calls.call_id = ?")
+            params.append(call_id)
+        return self._to_json(self.index.calls(" AND ".join(where), params, limit))
+
+    def search(
+        self,
+        number: str | None = None,
+        extension: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        direction: str | None = None,
+        name: str | None = None,
+        call_id: str | None = None,
+        limit: int = 10_000,
+    ) -> list[dict[str, Any]]:
+        """Calls matching every criterion given, oldest first (erased calls only by time or id).
+
+        ``number`` in any spelling (``07700 900123``, ``+44...``, ``sip:...@host``) matches either
+        party's normalised number; ``extension`` either party's user part exactly; ``name`` a
+        substring of either display name, ignoring case; INVITE time in [since, until).
+        """
+        where: list[str] = []
+        params: list[object] = []
+        if number is not None:
+            canonical = normalise_number(number, self.index.region)
+            if not canonical:
+                raise StoreError(f"{number!r} is not a phone number")
+            where.append("(calls.from_number = ? OR calls.to_number = ?)")
+            params += [canonical, canonical]
+        if extension is not None:
+            where.append("(calls.from_user = ? OR calls.to_user = ?)")
+            params += [extension, extension]
+        for column, op, value in (("invite_ts", ">=", since), ("invite_ts", "<", until)):
+            if value is not None:
+                where.append(f"calls.{column} {op} ?")
+                params.append(value)
+        if direction is not None:
+            where.append("calls.direction = ?")
+            params.append(direction)
+        if name:
+            where.append("(calls.from_name LIKE ? ESCAPE '\\' OR calls.to_name LIKE ? ESCAPE '\\')")
+            params += [_like(name)] * 2
         if call_id is not None:
             where.append("calls.call_id = ?")
             params.append(call_id)
@@ -279,6 +346,11 @@ class Store:
 
 
 _PARTY_COLUMNS = ("from_user", "to_user", "from_name", "to_name")
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (ESCAPE '\\') matching ``text`` anywhere."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _leg_json(row: sqlite3.Row) -> dict[str, Any]:
@@ -308,9 +380,11 @@ def _call_json(root: Path, row: sqlite3.Row, legs: list[sqlite3.Row]) -> dict[st
         "from": row["from_uri"],
         "from_name": row["from_name"],
         "from_user": row["from_user"],
+        "from_number": row["from_number"],
         "to": row["to_uri"],
         "to_name": row["to_name"],
         "to_user": row["to_user"],
+        "to_number": row["to_number"],
         "start": iso_utc(row["invite_ts"]),
         "answer": iso_utc(answer),
         "end": iso_utc(end),
@@ -321,6 +395,7 @@ def _call_json(root: Path, row: sqlite3.Row, legs: list[sqlite3.Row]) -> dict[st
         "samples": row["samples"],
         "sample_rate": row["sample_rate"],
         "state": row["state"],
+        "erased": iso_utc(row["erased_ts"]),
         "recording": str(root / row["rec_path"]) if row["rec_path"] else None,
         "recording_state": row["rec_state"],
         "encoding": row["rec_encoding"],

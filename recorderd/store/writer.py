@@ -18,6 +18,7 @@ playable AU prefix (see ``store.py`` ``recover``).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -64,6 +65,13 @@ class _HashingFile:
 
     def fileno(self) -> int:
         return self.fd
+
+
+def write_error(what: str, exc: OSError) -> StoreError:
+    """A StoreError for a failed write; a full disk is said in plain words."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"disk full: {what} (free space on the store's disk; what was saved is kept)")
+    return StoreError(f"{what}: {exc.strerror}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -116,21 +124,25 @@ class RecordingWriter:
                 os.fsync(self._file.fd)
                 self._synced_at = self.samples
         except OSError as exc:
-            raise StoreError(f"cannot write recording {self.part}: {exc.strerror}") from None
+            # The chunk being sealed may be half on disk: writing on would misalign the stream.
+            # Stop here; the sealed chunks before it stay a valid prefix that recovery keeps.
+            self.abandon()
+            raise write_error(f"cannot write recording {self.part}", exc) from None
 
     def finish(self) -> RecordingInfo:
         """Seal the final chunk, make it durable and give the recording its final name."""
         if self._done:
             raise ValueError(f"recording {self.path.name} is already closed")
-        self._done = True
         try:
             self._age.close()
             os.fsync(self._file.fd)
+            self._done = True
             os.close(self._file.fd)
             os.rename(self.part, self.path)
             fsync_dir(self.path.parent)
         except OSError as exc:
-            raise StoreError(f"cannot finish recording {self.path}: {exc.strerror}") from None
+            self.abandon()
+            raise write_error(f"cannot finish recording {self.path}", exc) from None
         return RecordingInfo(self.path, self._file.sha256.hexdigest(), self._file.size, self.samples)
 
     def discard(self) -> None:

@@ -49,14 +49,14 @@ def test_lossless_exports_are_sample_exact(
     assert rate == 8000 and np.array_equal(data, samples)
     assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     (entry,) = store.index.access_log()
-    assert (entry["ts"], entry["os_user"], entry["action"], entry["call"], entry["reason"]) == (
+    assert (entry.ts, entry.os_user, entry.action, entry.call, entry.reason) == (
         NOW,
         "manager",
         f"export-{fmt}",
         uid,
         "complaint 17",
     )
-    assert entry["output_sha256"] == result.sha256
+    assert entry.output_sha256 == result.sha256
 
 
 def test_mp3_export_at_8khz(store: Store, identity: str, tmp_path: Path) -> None:
@@ -129,7 +129,7 @@ def test_incomplete_recording_exports_its_prefix(tmp_path: Path, recipient: str,
     assert result.samples == prefix
     data, _ = sf.read(str(out), dtype="int16")
     assert np.array_equal(data, samples[:prefix])
-    assert store.index.access_log()[0]["output_sha256"] == result.sha256
+    assert store.index.access_log()[0].output_sha256 == result.sha256
     store.close()
 
 

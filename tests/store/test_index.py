@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from recorderd.errors import StoreError
 from recorderd.store import index as index_module
@@ -42,11 +43,11 @@ def test_new_index_is_wal_strict_and_versioned(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert index.version == SCHEMA_VERSION == len(index_module.MIGRATIONS)
     tables = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master")}
-    for table in ("calls", "legs", "recordings", "access_log"):
+    for table in ("calls", "legs", "recordings", "access_log", "holds", "audit", "audit_heads"):
         assert tables[table].rstrip().endswith("STRICT")
     # STRICT: a wrong type is refused instead of stored.
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO access_log (ts, os_user, action, reason) VALUES ('x', 'u', 'a', 'r')")
+        conn.execute("INSERT INTO holds (call, reason, placed_by, placed_ts) VALUES ('c', 'r', 'u', 'x')")
     index.close()
     # Reopening applies nothing again.
     again = Index.open(path)
@@ -79,17 +80,19 @@ def test_migrations_apply_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     Index.open(path).close()  # not applied twice (ALTER would fail)
 
 
-def test_access_log_is_append_only(tmp_path: Path) -> None:
-    index = Index.open(tmp_path / "index.sqlite")
+def test_audit_is_append_only(tmp_path: Path) -> None:
+    index = Index.open(tmp_path / "index.sqlite", signer=Ed25519PrivateKey.generate())
     index.log_access(1.0, "manager", "export-wav", "abc", "complaint 42", "00" * 32)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        index.conn.execute("UPDATE access_log SET reason = 'nothing'")
+        index.conn.execute("UPDATE audit SET reason = 'nothing'")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        index.conn.execute("DELETE FROM access_log")
+        index.conn.execute("DELETE FROM audit")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        index.conn.execute("DELETE FROM audit_heads")
+    with pytest.raises(sqlite3.IntegrityError, match="replaced by audit"):
+        index.conn.execute("INSERT INTO access_log (ts, os_user, action, reason) VALUES (1.0, 'u', 'a', 'r')")
     rows = index.access_log()
-    assert [(r["os_user"], r["action"], r["reason"]) for r in rows] == [
-        ("manager", "export-wav", "complaint 42")
-    ]
+    assert [(r.os_user, r.action, r.reason) for r in rows] == [("manager", "export-wav", "complaint 42")]
     index.close()
 
 

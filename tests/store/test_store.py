@@ -24,7 +24,9 @@ def test_init_layout_and_modes(tmp_path: Path, recipient: str) -> None:
     assert mode(root) == 0o700 and mode(root / "recordings") == 0o700
     assert mode(root / "store.json") == 0o600 and mode(root / "index.sqlite") == 0o600
     meta = json.loads((root / "store.json").read_text())
+    public_key = meta.pop("audit_public_key")
     assert meta == {"format": "recorderd-store", "version": 1, "recipients": [recipient]}
+    assert len(bytes.fromhex(public_key)) == 32 and mode(root / "audit-signing.key") == 0o600
     store.close()
     with Store.open(root) as again:
         assert again.recipients == [recipient]
@@ -126,9 +128,11 @@ def test_calls_json_and_filters(store: Store) -> None:
         "from": "sip:07700900123@trunk.example;user=phone",
         "from_name": "Alice Patient",
         "from_user": "07700900123",
+        "from_number": "+447700900123",
         "to": "sip:201@pbx.example",
         "to_name": "Reception",
         "to_user": "201",
+        "to_number": "201",
         "start": "2024-06-01T12:00:00.000000Z",
         "answer": "2024-06-01T12:00:02.000000Z",
         "end": "2024-06-01T12:00:12.500000Z",
@@ -139,6 +143,7 @@ def test_calls_json_and_filters(store: Store) -> None:
         "samples": 80000,
         "sample_rate": 8000,
         "state": "finished",
+        "erased": None,
         "recording": None,
         "recording_state": None,
         "encoding": None,
