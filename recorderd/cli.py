@@ -101,8 +101,11 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    Store.init(args.store, args.recipient).close()
+    store = Store.init(args.store, args.recipient)  # also creates the audit log's Ed25519 signing key
+    public_key = store.audit_public_key
+    store.close()
     print(f"store created at {args.store}")
+    print(f"audit signing public key: {public_key} (note it somewhere off this machine)")
     return 0
 
 
@@ -111,7 +114,7 @@ def _replay(args: argparse.Namespace) -> int:
     for path in args.pcaps:
         if not path.is_file():
             raise RecorderdError(f"capture file not found: {path}")
-    store = Store.open(args.store)
+    store = Store.open(args.store, config.site.default_region)
     sink = StoreSink(store)
     progress = None if args.quiet else _progress
     status = 0

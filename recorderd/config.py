@@ -221,7 +221,7 @@ class ServiceConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
-    retention: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    retention: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"default": "36 months"}))
     control: ControlConfig = field(default_factory=ControlConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     health: HealthConfig = field(default_factory=HealthConfig)

@@ -63,6 +63,7 @@ from recorderd.health import (
     store_facts,
 )
 from recorderd.sdnotify import Notifier, watchdog_interval
+from recorderd.store import jobs
 from recorderd.store.sink import StoreSink
 from recorderd.store.store import Store
 
@@ -73,14 +74,14 @@ TICK = 0.25  # longest wait in select: timers and signals are served at least th
 STATUS_EVERY = 5.0  # seconds between sd_notify STATUS lines
 STORE_FACTS_TTL = 5.0  # statvfs and SQLite probes are reused this long
 
-# Hooks for the store's periodic work (issue 4). Each takes the open store and the wall-clock time and
-# returns a one-line summary for the log; each must be idempotent. None: the job is not scheduled and
-# the health check says so.
+# The store's periodic work (recorderd/store/jobs.py). Each takes the open store and the wall-clock time
+# and returns a one-line summary for the log; each is idempotent. Set to None (tests, a build without
+# them), the job is not scheduled and the health check says so.
 SweepHook = Callable[[Store, ServiceConfig, float], str]
 AuditHook = Callable[[Store, float], str]
-RETENTION_SWEEP: SweepHook | None = None
-AUDIT_SIGN: AuditHook | None = None
-AUDIT_VERIFY: Callable[[Store], str | None] | None = None  # None when intact, else the problem
+RETENTION_SWEEP: SweepHook | None = jobs.retention_sweep
+AUDIT_SIGN: AuditHook | None = jobs.audit_sign
+AUDIT_VERIFY: Callable[[Store], str | None] | None = jobs.audit_verify  # None when intact, else the problem
 
 
 @dataclass(slots=True)
@@ -158,7 +159,7 @@ class Daemon:
     # -- start and stop ------------------------------------------------------------------------------
 
     def _open_store(self) -> Store:
-        store = Store.open(self.config.store.path)
+        store = Store.open(self.config.store.path, self.config.engine.site.default_region)
         expected = self.config.store.recipients
         if expected and set(expected) != set(store.recipients):
             store.close()
