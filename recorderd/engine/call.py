@@ -39,7 +39,7 @@ from recorderd.events import (
 )
 from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.stream import Kind, Outcome, RtpStream
+from recorderd.rtp.stream import Kind, Outcome, RtpStream, Taken
 
 RATE = 8000  # the recording's sample rate
 BLOCK = RATE  # emit audio in blocks of about one second
@@ -204,17 +204,18 @@ class CallMedia:
             out.extend(self._blocks(block, now))
         return out
 
-    def _mix_in(self, leg: Leg, channel: int, entries: list[tuple[int, int, int, int, int, bytes]]) -> None:
-        groups: dict[int, list[tuple[int, bytes]]] = {}
-        for pos, _, kind, pt, _, payload in entries:
-            if kind == Kind.AUDIO:
-                groups.setdefault(pt, []).append((pos, payload))
-        for pt, items in groups.items():
+    def _mix_in(self, leg: Leg, channel: int, taken: Taken | None) -> None:
+        if taken is None:
+            return
+        audio = taken.kind == Kind.AUDIO
+        if not audio.any():
+            return
+        for pt in np.unique(taken.pt[audio]).tolist():
+            chosen = np.flatnonzero(audio & (taken.pt == pt))
             codec = self.codec_of(pt, leg.side)
-            samples = codec.decode(b"".join(p for _, p in items)).astype(np.int32)
-            starts = np.fromiter((pos for pos, _ in items), dtype=np.int64, count=len(items)) - self.base
-            sizes = np.fromiter((len(p) for _, p in items), dtype=np.int64, count=len(items))
-            sizes //= codec.bytes_per_sample
+            samples = codec.decode(b"".join([taken.payloads[i] for i in chosen.tolist()])).astype(np.int32)
+            starts = taken.pos[chosen] - self.base
+            sizes = taken.duration[chosen]
             self._reserve(int((starts + sizes).max()))
             self._scatter(channel, starts, sizes, samples)
             self.audio_seen = True

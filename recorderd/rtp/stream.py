@@ -10,7 +10,10 @@ two directions aligned as the mirror port saw them. If the timestamp and the cap
 more than ``resync`` samples (a sender restarted its clock, a B2BUA switched sources under one SSRC) the
 stream is re-anchored and the event counted.
 
-Packets are held in ``pending`` until the call asks for everything before some sample (``take``);
+Packets are held pending until the call asks for everything before some sample (``take``), in columns
+(arrays of positions, sequence numbers and packed kind/type/duration, and a list of payloads) rather than
+a tuple per packet: thousands of streams hold a million packets between them, and tuples would all be
+objects the garbage collector walks again and again;
 anything arriving for a span already taken is *late* and dropped. Duplicates are found by extended
 sequence number over a bounded window. Loss follows RFC 3550 A.3: expected = highest - lowest extended
 sequence number + 1, lost = expected - unique packets received.
@@ -18,10 +21,12 @@ sequence number + 1, lost = expected - unique packets received.
 
 from __future__ import annotations
 
-import bisect
 from array import array
 from dataclasses import dataclass
 from enum import IntEnum
+
+import numpy as np
+from numpy.typing import NDArray
 
 from recorderd.rtp.dtmf import parse_telephone_event
 
@@ -58,6 +63,18 @@ class Hole:
     lost: bool
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Taken:
+    """Packets handed out by :meth:`RtpStream.take`, in time order, as columns."""
+
+    pos: NDArray[np.int64]
+    seq: NDArray[np.int64]
+    kind: NDArray[np.int64]
+    pt: NDArray[np.int64]
+    duration: NDArray[np.int64]
+    payloads: list[bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Digit:
     pos: int  # sample position of the event start
@@ -85,7 +102,10 @@ class RtpStream:
         "_seq_max",
         "_seq_min",
         "_seen",
-        "pending",
+        "_pos",
+        "_seq",
+        "_info",
+        "_payloads",
         "_taken_end",
         "high",
         "_taken_seq",
@@ -111,7 +131,10 @@ class RtpStream:
         self._seq_min = -1
         # extended sequence numbers by their low bits: a packet is a duplicate when its slot holds it
         self._seen = array("q", [-1]) * DUPLICATE_WINDOW
-        self.pending: list[tuple[int, int, int, int, int, bytes]] = []  # pos, seq, kind, pt, dur, payload
+        self._pos = array("q")  # pending packets: sample position,
+        self._seq = array("q")  # extended sequence number,
+        self._info = array("q")  # duration << 16 | kind << 8 | payload type,
+        self._payloads: list[bytes] = []  # and payload
         self._taken_end = -1  # end sample of the last packet handed out
         self.high = now_pos  # end sample of the furthest packet placed
         self._taken_seq = -1
@@ -179,7 +202,10 @@ class RtpStream:
         end = pos + duration
         if end > self.high:
             self.high = end
-        self.pending.append((pos, seq, kind, pt, duration, payload))
+        self._pos.append(pos)
+        self._seq.append(seq)
+        self._info.append(duration << 16 | kind << 8 | pt)
+        self._payloads.append(payload)
         return _ACCEPTED
 
     def _event(self, payload: bytes, pos: int) -> None:
@@ -190,24 +216,40 @@ class RtpStream:
 
     # -- departure -----------------------------------------------------------------------------------
 
-    def take(self, before: int) -> list[tuple[int, int, int, int, int, bytes]]:
-        """Hand out, in time order, the pending packets placed before sample ``before`` as
-        (pos, seq, kind, pt, duration, payload); note the holes between them on the way."""
-        pending = self.pending
-        if not pending:
-            return []
-        pending.sort()
-        cut = bisect.bisect_left(pending, (before,))
-        ready, self.pending = pending[:cut], pending[cut:]
-        end, last_seq, holes = self._taken_end, self._taken_seq, self.holes
-        for pos, seq, _, _, duration, _ in ready:
-            if pos > end >= 0:
-                holes.append(Hole(end, pos, seq - last_seq > 1))
-            if pos + duration > end:
-                end = pos + duration
-            last_seq = seq
-        self._taken_end, self._taken_seq = end, last_seq
-        return ready
+    @property
+    def pending(self) -> int:
+        return len(self._pos)
+
+    def take(self, before: int) -> Taken | None:
+        """Hand out, in time order, the pending packets placed before sample ``before``, and note the
+        holes between them; None when there are none."""
+        if not self._pos:
+            return None
+        pos, seq, info = (np.array(a, dtype=np.int64) for a in (self._pos, self._seq, self._info))
+        order = np.lexsort((seq, pos))
+        cut = int(np.searchsorted(pos[order], before))
+        if cut == 0:
+            return None
+        ready, rest = order[:cut], order[cut:]
+        payloads = self._payloads
+        taken = Taken(
+            pos[ready], seq[ready], (info[ready] >> 8) & 0xFF, info[ready] & 0xFF, info[ready] >> 16,
+            [payloads[i] for i in ready.tolist()],
+        )  # fmt: skip
+        keep = rest.tolist()
+        self._pos, self._seq, self._info = (array("q", a[rest].tobytes()) for a in (pos, seq, info))
+        self._payloads = [payloads[i] for i in keep]
+        self._note_holes(taken)
+        return taken
+
+    def _note_holes(self, t: Taken) -> None:
+        ends = np.maximum.accumulate(np.maximum(t.pos + t.duration, self._taken_end))
+        before_end = np.concatenate(([self._taken_end], ends[:-1]))
+        before_seq = np.concatenate(([self._taken_seq], t.seq[:-1]))
+        gaps = np.flatnonzero((t.pos > before_end) & (before_end >= 0))
+        for i in gaps.tolist():
+            self.holes.append(Hole(int(before_end[i]), int(t.pos[i]), bool(t.seq[i] - before_seq[i] > 1)))
+        self._taken_end, self._taken_seq = int(ends[-1]), int(t.seq[-1])
 
     # -- reporting -----------------------------------------------------------------------------------
 

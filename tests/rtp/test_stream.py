@@ -14,7 +14,8 @@ def feed(stream: RtpStream, packets: list[tuple[int, int, float]], floor: int = 
 
 
 def positions(stream: RtpStream, before: int = 10**9) -> list[int]:
-    return [pos for pos, *_ in stream.take(before)]
+    taken = stream.take(before)
+    return [] if taken is None else taken.pos.tolist()
 
 
 def test_in_order_placement_by_timestamp() -> None:
