@@ -280,10 +280,17 @@ def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quotes and ``<...>``."""
     if "," not in value:
         return [value] if value else []
+    items = (item.strip() for item in _split_outside_quotes(value, ",", angles=True))
+    return [item for item in items if item]
+
+
+def _split_outside_quotes(text: str, separator: str, angles: bool) -> list[str]:
+    """Split ``text`` at ``separator`` except inside a quoted string (RFC 3261 25.1, with its
+    backslash escapes) and, with ``angles``, inside ``<...>``."""
     items: list[str] = []
     start = 0
     quoted = in_angle = escaped = False
-    for i, ch in enumerate(value):
+    for i, ch in enumerate(text):
         if escaped:
             escaped = False
         elif quoted:
@@ -291,15 +298,15 @@ def split_list(value: str) -> list[str]:
             quoted = ch != '"'
         elif ch == '"':
             quoted = True
-        elif ch == "<":
+        elif angles and ch == "<":
             in_angle = True
-        elif ch == ">":
+        elif angles and ch == ">":
             in_angle = False
-        elif ch == "," and not in_angle:
-            items.append(value[start:i].strip())
+        elif ch == separator and not in_angle:
+            items.append(text[start:i])
             start = i + 1
-    items.append(value[start:].strip())
-    return [item for item in items if item]
+    items.append(text[start:])
+    return items
 
 
 # --------------------------------------------------------------------------------------------------
@@ -380,22 +387,7 @@ def _parse_params(text: str) -> tuple[tuple[str, str], ...]:
 def _split_semicolons(text: str) -> list[str]:
     if '"' not in text:
         return text.split(";")
-    items: list[str] = []
-    start = 0
-    quoted = escaped = False
-    for i, ch in enumerate(text):
-        if escaped:
-            escaped = False
-        elif quoted:
-            escaped = ch == "\\"
-            quoted = ch != '"'
-        elif ch == '"':
-            quoted = True
-        elif ch == ";":
-            items.append(text[start:i])
-            start = i + 1
-    items.append(text[start:])
-    return items
+    return _split_outside_quotes(text, ";", angles=False)
 
 
 def user_part(uri: str) -> str:
