@@ -64,6 +64,7 @@ from recorderd.health import (
 )
 from recorderd.sdnotify import Notifier, watchdog_interval
 from recorderd.store import jobs
+from recorderd.store.retention import parse_retention
 from recorderd.store.sink import StoreSink
 from recorderd.store.store import Store
 
@@ -130,6 +131,7 @@ class Daemon:
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        parse_retention(config.retention)  # a bad [retention] is a config error at start, not at 03:30
         self.config = config
         self.notifier = notifier or Notifier()
         self.clock = clock
@@ -368,6 +370,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_service_config(self.config.path)
+            parse_retention(new.retention)
         except RecorderdError as err:
             log.error("reload failed, keeping the running config: %s", err)
             self.notifier.ready(self._status_line(self.clock()))

@@ -1,7 +1,12 @@
-"""Store administration: holds, the retention sweep and erasure, each change audited.
+"""Store administration: holds, tags, the retention sweep and erasure, each change audited.
 
 A **hold** (complaint, tribunal, training, unacceptable behaviour) keeps a call past its retention
 period, and refuses its erasure, until it is released or its ``until`` date passes.
+
+A **tag** is a short lowercase word on a call (``training``, ``complaint``): it narrows a search,
+and a tag with a period in ``[retention.tags]`` keeps the call at least that long (retention.py).
+Unlike a hold it does not stop an erasure; the sweep reads the tags again under the write lock, so
+a tag added while it runs is not missed.
 
 **Deleting** a call (the sweep, or an erasure request) takes the index's write lock first, so no hold
 can be placed meanwhile; checks the holds; unlinks the recording and fsyncs its directory (files
@@ -12,7 +17,8 @@ row and its single audit entry are written. So the sweep is idempotent and safe 
 
 A tombstone keeps what is not personal data (internal uid, INVITE time, direction, end reason, the
 recording's path, ``erased_ts``) so that ``verify`` can tell an erased recording from a lost one and
-the audit log's entries still point at something; the parties' URIs, names, numbers, DTMF and legs go.
+the audit log's entries still point at something; the parties' URIs, names, numbers, DTMF, legs and
+tags go.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recorderd.errors import StoreError
-from recorderd.store.retention import Candidate, RetentionPolicy, select_expired
+from recorderd.store.retention import Candidate, RetentionPolicy, add_months, select_expired, tag_problem
 from recorderd.store.store import Store, iso_utc
 from recorderd.store.writer import PART_SUFFIX, fsync_dir
 
@@ -106,6 +112,69 @@ def release_hold(store: Store, ref: str, reason: str, user: str, now: float) -> 
 
 
 # ---------------------------------------------------------------------------------------------------
+# Tags
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    call: str  # the call's uid
+    tag: str
+    added_ts: float
+    added_by: str
+
+
+def tags(store: Store, call: str | None = None) -> list[Tag]:
+    """Every tag on every call (on ``call``, an id or SIP Call-ID, when given), by call then tag."""
+    where, params = ("WHERE call = ?", (store.find(call)["id"],)) if call else ("", ())
+    rows = store.index.conn.execute(
+        f"SELECT call, tag, added_ts, added_by FROM tags {where} ORDER BY call, tag", params
+    ).fetchall()
+    return [Tag(*row) for row in rows]
+
+
+def add_tag(store: Store, call_ref: str, tag: str, reason: str, user: str, now: float) -> Tag:
+    """Put ``tag`` on a call (audited ``tag-add``); refused when the call already has it."""
+    _need_reason(reason, "tagging a call")
+    _need_tag(tag)
+    call = store.find(call_ref)
+    if call["erased"] is not None:
+        raise StoreError(f"call {call['id']} was erased on {call['erased']}; there is nothing to tag")
+    with store.index.transaction() as conn:
+        try:
+            conn.execute(
+                "INSERT INTO tags (call, tag, added_ts, added_by) VALUES (?, ?, ?, ?)",
+                (call["id"], tag, now, user),
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"call {call['id']} already has tag {tag!r}") from None
+        store.index.audit(conn, now, user, "tag-add", call["id"], reason, None, {"tag": tag})
+    return Tag(call["id"], tag, now, user)
+
+
+def remove_tag(store: Store, call_ref: str, tag: str, reason: str, user: str, now: float) -> Tag:
+    """Take ``tag`` off a call (audited ``tag-remove``); the tag as it was."""
+    _need_reason(reason, "removing a tag")
+    _need_tag(tag)
+    uid = store.find(call_ref)["id"]
+    with store.index.transaction() as conn:
+        row = conn.execute(
+            "SELECT call, tag, added_ts, added_by FROM tags WHERE call = ? AND tag = ?", (uid, tag)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"call {uid} has no tag {tag!r}")
+        conn.execute("DELETE FROM tags WHERE call = ? AND tag = ?", (uid, tag))
+        detail = {"tag": tag, "added": iso_utc(row["added_ts"]), "added_by": row["added_by"]}
+        store.index.audit(conn, now, user, "tag-remove", uid, reason, None, detail)
+    return Tag(*row)
+
+
+def _need_tag(tag: str) -> None:
+    problem = tag_problem(tag)
+    if problem:
+        raise StoreError(problem)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Deleting
 
 
@@ -144,19 +213,17 @@ def sweep(store: Store, policy: RetentionPolicy, user: str, now: float, dry_run:
     kept = [uid for uid in expired if uid in held]
     if dry_run:
         return SweepResult([], due, kept)
-    directions = {c.uid: c.direction for c in candidates}
     deleted = []
     for uid in due:
-        direction = directions[uid]
-        why = f"retention period of {policy.months_for(direction)} months ({direction} calls) has passed"
-        result = _delete(store, uid, "retention-delete", why, user, now)
+        result = _delete(store, uid, "retention-delete", "", user, now, policy)
         if result is not None:
             deleted.append(result)
     return SweepResult(deleted, due, kept)
 
 
 def _candidates(store: Store, policy: RetentionPolicy, now: float) -> list[Candidate]:
-    """Calls not erased, not being recorded, and old enough to be due under the shortest period."""
+    """Calls not erased, not being recorded, and old enough to be due under the shortest period
+    (tags only lengthen a period, so they cannot make a call due earlier), with their tags."""
     shortest = min([policy.default, *(m for _, m in policy.by_direction)])
     rows = store.index.conn.execute(
         "SELECT calls.id, calls.invite_ts, calls.direction FROM calls"
@@ -165,22 +232,40 @@ def _candidates(store: Store, policy: RetentionPolicy, now: float) -> list[Candi
         " AND (r.state IS NULL OR r.state != 'recording') ORDER BY calls.invite_ts, calls.id",
         (now - shortest * 28 * _DAY,),  # 28 days a month: a superset of the calls that are due
     ).fetchall()
-    return [Candidate(r[0], r[1], r[2]) for r in rows]
+    tagged = store.index.tags([r[0] for r in rows])
+    return [Candidate(r[0], r[1], r[2], tuple(tagged[r[0]])) for r in rows]
 
 
-def _delete(store: Store, uid: str, action: str, reason: str, user: str, now: float) -> Deleted | None:
-    """Files first, then the index, under the index write lock (module docstring). None: gone already."""
+def _delete(
+    store: Store,
+    uid: str,
+    action: str,
+    reason: str,
+    user: str,
+    now: float,
+    policy: RetentionPolicy | None = None,
+) -> Deleted | None:
+    """Files first, then the index, under the index write lock (module docstring). None: gone
+    already, or (with the sweep's ``policy``) kept by a hold or a tag added since the call was selected;
+    the sweep's reason is then the rule that made the call due, from its tags as they are now."""
     with store.index.transaction() as conn:
         row = conn.execute(
-            "SELECT calls.invite_ts, calls.erased_ts, r.path, r.sha256, r.state FROM calls"
+            "SELECT calls.invite_ts, calls.direction, calls.erased_ts, r.path, r.sha256, r.state FROM calls"
             " LEFT JOIN recordings r ON r.call = calls.id WHERE calls.id = ?",
             (uid,),
         ).fetchone()
         if row is None or row["erased_ts"] is not None:
             return None
+        if policy is not None:
+            months, source = policy.rule_for(row["direction"], store.index.tags([uid])[uid])
+            if add_months(row["invite_ts"], months) > now:
+                return None
+            reason = f"retention period of {months} months ({source}) has passed"
+        active = holds(store, now, uid)
+        if policy is not None and (active or row["state"] == "recording"):
+            return None  # held or recording again since the sweep chose it: the sweep skips it
         if row["state"] == "recording":
             raise StoreError(f"call {uid} is still being recorded; it can be erased after it ends")
-        active = holds(store, now, uid)
         if active:
             raise StoreError(
                 f"call {uid} is under {active[0].describe()}; release it first"
@@ -193,6 +278,7 @@ def _delete(store: Store, uid: str, action: str, reason: str, user: str, now: fl
             )
         conn.execute(f"UPDATE calls SET {_SCRUB}, erased_ts = ? WHERE id = ?", (now, uid))
         conn.execute("DELETE FROM legs WHERE call = ?", (uid,))
+        conn.execute("DELETE FROM tags WHERE call = ?", (uid,))
         detail = {"invite": iso_utc(row["invite_ts"]), "recording_sha256": row["sha256"], "path": row["path"]}
         store.index.audit(conn, now, user, action, uid, reason, None, detail)
     return Deleted(uid, row["invite_ts"], row["sha256"])

@@ -1,4 +1,4 @@
-"""The SQLite index of a store: calls, their RTP legs, recordings, holds, and the audit chain.
+"""The SQLite index of a store: calls, their RTP legs, recordings, holds, tags, and the audit chain.
 
 SQLite in WAL mode, so the CLI reads while the daemon writes; ``STRICT`` tables, so a wrong type is
 an error instead of a silent conversion. The schema version is ``PRAGMA user_version``, the number
@@ -6,7 +6,7 @@ of entries of :data:`~recorderd.store.schema.MIGRATIONS` applied; opening an ind
 missing ones in one transaction.
 
 The index changes only at lifecycle points (recording started, call finished, recovery, export,
-holds, deletions), never per audio block. Every change that must be audited appends its audit entry
+holds, tags, deletions), never per audio block. Every change that must be audited appends its audit entry
 in the same transaction (:meth:`Index.audit`); ``audit`` and ``audit_heads`` are append-only.
 A full disk is reported as a StoreError saying so.
 """
@@ -295,6 +295,20 @@ class Index:
             )
             for row in rows:
                 out[row["call"]].append(row)
+        return out
+
+    def tags(self, uids: Sequence[str]) -> dict[str, list[str]]:
+        """The tags of each call in ``uids``, in alphabetical order."""
+        out: dict[str, list[str]] = {uid: [] for uid in uids}
+        for i in range(0, len(uids), _IN_BATCH):
+            batch = uids[i : i + _IN_BATCH]
+            rows = self.conn.execute(
+                f"SELECT call, tag FROM tags WHERE call IN ({', '.join('?' * len(batch))})"
+                " ORDER BY call, tag",
+                batch,
+            )
+            for row in rows:
+                out[row["call"]].append(row["tag"])
         return out
 
     def access_log(self, call: str | None = None) -> list[chain.AuditEntry]:

@@ -3,7 +3,8 @@
 A later change appends a migration and never edits an applied one. v1: calls, legs, recordings and
 the access log. v2 (store administration): normalised numbers beside the raw user parts, the
 'opted-out' and 'erased' recording states and a tombstone time on calls, holds, and the audit hash
-chain with its signed heads (audit.py), which takes over from the access log.
+chain with its signed heads (audit.py), which takes over from the access log. v3: call tags, one
+row per (call, tag), which lengthen retention (retention.py) and narrow a search.
 """
 
 from __future__ import annotations
@@ -172,4 +173,16 @@ _V2: tuple[Step, ...] = (
         BEGIN SELECT RAISE(ABORT, 'access_log is replaced by audit'); END""",
 )
 
-MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2)
+# The CHECK repeats retention.TAG (1 to 32 of a-z, 0-9, '-') so a row written by other means obeys it too.
+_V3: tuple[Step, ...] = (
+    """CREATE TABLE tags (
+        call TEXT NOT NULL REFERENCES calls (id),
+        tag TEXT NOT NULL CHECK (length(tag) BETWEEN 1 AND 32 AND tag NOT GLOB '*[^a-z0-9-]*'),
+        added_ts REAL NOT NULL,
+        added_by TEXT NOT NULL,
+        PRIMARY KEY (call, tag)
+    ) STRICT""",
+    "CREATE INDEX tags_tag ON tags (tag)",
+)
+
+MIGRATIONS: tuple[tuple[Step, ...], ...] = (_V1, _V2, _V3)

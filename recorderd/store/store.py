@@ -33,6 +33,7 @@ from recorderd.store.age import parse_recipient
 from recorderd.store.audit import create_signing_key, load_signing_key
 from recorderd.store.index import Index
 from recorderd.store.numbers import normalise_number
+from recorderd.store.retention import tag_problem
 from recorderd.store.writer import PART_SUFFIX, RecordingWriter, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -293,12 +294,14 @@ class Store:
         name: str | None = None,
         call_id: str | None = None,
         limit: int = 10_000,
+        tag: str | None = None,
     ) -> list[dict[str, Any]]:
         """Calls matching every criterion given, oldest first (erased calls only by time or id).
 
         ``number`` in any spelling (``07700 900123``, ``+44...``, ``sip:...@host``) matches either
         party's normalised number; ``extension`` either party's user part exactly; ``name`` a
-        substring of either display name, ignoring case; INVITE time in [since, until).
+        substring of either display name, ignoring case; INVITE time in [since, until); ``tag``
+        a tag the call carries.
         """
         where: list[str] = []
         params: list[object] = []
@@ -324,6 +327,12 @@ class Store:
         if call_id is not None:
             where.append("calls.call_id = ?")
             params.append(call_id)
+        if tag is not None:
+            problem = tag_problem(tag)
+            if problem:
+                raise StoreError(problem)
+            where.append("EXISTS (SELECT 1 FROM tags WHERE tags.call = calls.id AND tags.tag = ?)")
+            params.append(tag)
         return self._to_json(self.index.calls(" AND ".join(where), params, limit))
 
     def find(self, call_ref: str) -> dict[str, Any]:
@@ -341,8 +350,9 @@ class Store:
         return self._to_json(rows)[0]
 
     def _to_json(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
-        legs = self.index.legs([r["id"] for r in rows])
-        return [_call_json(self.root, row, legs[row["id"]]) for row in rows]
+        uids = [r["id"] for r in rows]
+        legs, tags = self.index.legs(uids), self.index.tags(uids)
+        return [_call_json(self.root, row, legs[row["id"]], tags[row["id"]]) for row in rows]
 
 
 _PARTY_COLUMNS = ("from_user", "to_user", "from_name", "to_name")
@@ -371,7 +381,7 @@ def _leg_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _call_json(root: Path, row: sqlite3.Row, legs: list[sqlite3.Row]) -> dict[str, Any]:
+def _call_json(root: Path, row: sqlite3.Row, legs: list[sqlite3.Row], tags: list[str]) -> dict[str, Any]:
     answer, end = row["answer_ts"], row["end_ts"]
     return {
         "id": row["id"],
@@ -404,5 +414,6 @@ def _call_json(root: Path, row: sqlite3.Row, legs: list[sqlite3.Row]) -> dict[st
         "dtmf": json.loads(row["dtmf"]),
         "holds": json.loads(row["holds"]),
         "transfers": json.loads(row["transfers"]),
+        "tags": tags,
         "legs": [_leg_json(leg) for leg in legs],
     }

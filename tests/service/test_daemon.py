@@ -97,3 +97,19 @@ def test_start_refuses_a_store_with_other_recipients_and_no_interfaces(tmp_path:
     d = Daemon(load_service_config(tmp_path / "r.toml"))
     with pytest.raises(RecorderdError, match="capture.interfaces: no interface configured"):
         d.run()
+
+
+def test_a_bad_retention_table_stops_the_start_and_a_reload(tmp_path: Path) -> None:
+    store, _ = new_store(tmp_path)
+    bad = '[retention]\ndefault = "36 months"\n[retention.tags]\ntraining = "forever"\n'
+    with pytest.raises(RecorderdError, match="retention.tags.training"):
+        Daemon(load_service_config(_config(tmp_path / "bad.toml", store, bad)))
+    path = _config(tmp_path / "good.toml", store)
+    d = Daemon(load_service_config(path))
+    try:
+        _config(path, store, bad)
+        d.reload()  # logged and the running config kept
+        assert "tags" not in d.config.retention
+    finally:
+        d.sink.close()
+        d.store.close()

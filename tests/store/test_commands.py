@@ -126,3 +126,62 @@ def test_sweep_with_a_config(site: CallArgs, tmp_path: Path, capsys: pytest.Capt
     config.write_text('[retention]\ndefault = "six months"\n')
     status, _, err = run(capsys, "sweep", *s)
     assert status == 1 and err.startswith(f"recorderd: error: {config}: retention.default: expected a period")
+
+
+def test_tag_commands_search_and_sweep(
+    site: CallArgs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _ = site
+    s = ("--store", str(store))
+    status, out, _ = run(capsys, "calls", *s, "--json")
+    calls = {c["call_id"]: c for c in json.loads(out)}
+    assert status == 0 and all(c["tags"] == [] for c in calls.values())
+    uid = calls["25672@192.168.105.110"]["id"]
+
+    status, out, _ = run(
+        capsys, "tag", "add", "25672@192.168.105.110", "training", *s, "--reason", "induction"
+    )
+    assert status == 0 and out == f"added tag 'training' to call {uid}\n"
+    status, _, err = run(capsys, "tag", "add", uid, "Training", *s, "--reason", "x")
+    assert status == 1
+    assert err == (
+        "recorderd: error: 'Training' is not a tag: expected 1 to 32 lowercase letters, digits or '-'\n"
+    )
+    status, _, err = run(capsys, "tag", "add", uid, "training", *s, "--reason", "x")
+    assert status == 1 and err == f"recorderd: error: call {uid} already has tag 'training'\n"
+    assert run(capsys, "tag", "add", uid, "complaint", *s, "--reason", "C-4")[0] == 0
+
+    status, out, _ = run(capsys, "tag", "list", *s, "--json")
+    assert [(t["call"], t["tag"]) for t in json.loads(out)] == [(uid, "complaint"), (uid, "training")]
+    status, out, _ = run(capsys, "tag", "list", *s, "--call", uid)
+    assert out.splitlines()[0].startswith(f"{uid}  complaint ") and len(out.splitlines()) == 2
+    status, out, _ = run(capsys, "search", *s, "--tag", "training", "--json")
+    assert [(c["id"], c["tags"]) for c in json.loads(out)] == [(uid, ["complaint", "training"])]
+    status, out, _ = run(capsys, "search", *s, "--tag", "training")
+    assert out.startswith(uid) and out.endswith("  [complaint, training]\n")
+
+    status, out, _ = run(capsys, "tag", "remove", uid, "complaint", *s, "--reason", "closed")
+    assert status == 0 and out == f"removed tag 'complaint' from call {uid}\n"
+    status, _, err = run(capsys, "tag", "remove", uid, "complaint", *s, "--reason", "closed")
+    assert status == 1 and err == f"recorderd: error: call {uid} has no tag 'complaint'\n"
+
+    # The captures are from 2005: a 6-month default takes the untagged call, the training tag's
+    # 100 years keeps the tagged one.
+    config = tmp_path / "site.toml"
+    config.write_text('[retention]\ndefault = "6 months"\n[retention.tags]\ntraining = "100 years"\n')
+    status, out, _ = run(capsys, "sweep", *s, "--config", str(config))
+    assert status == 0 and out.startswith("deleted 1 call(s)") and uid not in out
+    status, out, _ = run(capsys, "audit", "show", *s, "--json")
+    entries = json.loads(out)
+    assert [(e["action"], e["reason"], json.loads(e["detail"]).get("tag")) for e in entries] == [
+        ("tag-add", "induction", "training"),
+        ("tag-add", "C-4", "complaint"),
+        ("tag-remove", "closed", "complaint"),
+        ("retention-delete", "retention period of 6 months (unknown calls) has passed", None),
+    ]
+    assert run(capsys, "audit", "verify", *s)[0] == 0
+
+    config.write_text('[retention.tags]\ntraining = "forever"\n')
+    status, _, err = run(capsys, "sweep", *s, "--config", str(config))
+    assert status == 1
+    assert err.startswith(f"recorderd: error: {config}: retention.tags.training: expected a period like")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,13 +68,42 @@ def test_parse_retention() -> None:
             "retention.inbound: expected between 1 month and 100 years, got '0 months'",
         ),
         ({"default": "101 years"}, "retention.default: expected between 1 month and 100 years"),
-        ({"tags": "x"}, "retention.tags: unknown option"),
+        ({"tag": {}}, "retention.tag: unknown option"),
+        ({"tags": "x"}, "retention.tags: expected a table of tag = period"),
+        (
+            {"tags": {"Training": "5 years"}},
+            "retention.tags.Training: not a tag (expected 1 to 32 lowercase letters, digits or '-')",
+        ),
+        ({"tags": {"a" * 33: "5 years"}}, f"retention.tags.{'a' * 33}: not a tag"),
+        ({"tags": {"training": "5 yrs"}}, 'retention.tags.training: expected a period like "36 months"'),
+        ({"tags": {"training": 60}}, "retention.tags.training: expected a period like"),
+        ({"tags": {"complaint": "0 years"}}, "retention.tags.complaint: expected between 1 month"),
     ],
 )
 def test_parse_retention_errors_name_the_key(table: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_retention(table)
     assert str(err.value).startswith(message)
+
+
+def test_parse_retention_tags() -> None:
+    policy = parse_retention(
+        {"outbound": "6 months", "tags": {"training": "5 years", "complaint": "6 years"}}
+    )
+    assert policy == RetentionPolicy(36, (("outbound", 6),), (("complaint", 72), ("training", 60)))
+    assert parse_retention({"tags": {}}) == RetentionPolicy()
+
+
+def test_a_tag_lengthens_retention_and_never_shortens_it() -> None:
+    policy = RetentionPolicy(36, (("outbound", 6), ("internal", 48)), (("training", 60), ("brief", 12)))
+    assert policy.rule_for("inbound") == (36, "inbound calls")
+    assert policy.rule_for("inbound", ("training",)) == (60, "tag training")
+    assert policy.rule_for("inbound", ("brief",)) == (36, "inbound calls")  # shorter: no effect
+    assert policy.rule_for("outbound", ("brief",)) == (12, "tag brief")  # longer than outbound's 6
+    assert policy.rule_for("internal", ("training", "brief", "other")) == (60, "tag training")
+    assert policy.rule_for("internal", ("other",)) == (48, "internal calls")  # a tag with no period
+    tie = RetentionPolicy(36, (), (("a", 36),))
+    assert tie.rule_for("inbound", ("a",)) == (36, "inbound calls")
 
 
 def test_select_expired_is_pure_and_per_direction() -> None:
@@ -156,6 +186,72 @@ def test_per_direction_periods(store: Store) -> None:
     assert [d.call for d in admin.sweep(store, policy, USER, NOW).deleted] == [uids["out@h"]]
 
 
+def test_a_tagged_call_is_kept_for_its_tags_period(store: Store) -> None:
+    policy = parse_retention({"tags": {"training": "5 years"}})
+    uids = record_calls(
+        store,
+        ("training@h", months_ago(37), Direction.INBOUND),
+        ("plain@h", months_ago(37), Direction.INBOUND),
+        ("other-tag@h", months_ago(37), Direction.INBOUND),
+    )
+    admin.add_tag(store, "training@h", "training", "induction pack", USER, NOW - 10)
+    admin.add_tag(store, "other-tag@h", "billing", "query", USER, NOW - 10)
+    files = {cid: store.root / store.find(uid)["recording"] for cid, uid in uids.items()}
+
+    # At 37 months: the untagged call and the one whose tag has no period go; training stays.
+    result = admin.sweep(store, policy, USER, NOW)
+    assert sorted(d.call for d in result.deleted) == sorted([uids["plain@h"], uids["other-tag@h"]])
+    assert files["training@h"].exists() and not files["plain@h"].exists()
+    assert store.find(uids["other-tag@h"])["tags"] == []  # a tombstone keeps no tags
+    assert store.find(uids["training@h"])["tags"] == ["training"]
+
+    # Still there at 59 months (due at 60); gone at 61, the audit entry naming the tag's period.
+    assert admin.sweep(store, policy, USER, add_months(NOW, 22)).deleted == []
+    assert files["training@h"].exists()
+    result = admin.sweep(store, policy, USER, add_months(NOW, 24))
+    assert [d.call for d in result.deleted] == [uids["training@h"]] and not files["training@h"].exists()
+    last = store.index.access_log()[-1]
+    assert (last.action, last.call, last.reason) == (
+        "retention-delete",
+        uids["training@h"],
+        "retention period of 60 months (tag training) has passed",
+    )
+    assert audit.verify(store.index.conn, store.audit_public_key).ok
+
+
+def test_a_hold_still_outlasts_a_tags_period(store: Store) -> None:
+    policy = parse_retention({"tags": {"training": "5 years"}})
+    uids = record_calls(store, ("a@h", months_ago(61), Direction.INBOUND))
+    admin.add_tag(store, "a@h", "training", "induction", USER, NOW - 10)
+    hold = admin.add_hold(store, "a@h", "tribunal 3", USER, NOW - 5, None)
+    assert admin.sweep(store, policy, USER, NOW).held == [uids["a@h"]]
+    admin.release_hold(store, str(hold.id), "tribunal over", USER, NOW + 1)
+    assert [d.call for d in admin.sweep(store, policy, USER, NOW + 2).deleted] == [uids["a@h"]]
+
+
+def test_a_tag_added_after_selection_still_keeps_the_call(store: Store) -> None:
+    """The sweep reads tags again under the write lock: a tag placed between its selection and the
+    deletion (here, between the dry run's answer and the call to _delete) is honoured."""
+    policy = parse_retention({"tags": {"training": "5 years"}})
+    uids = record_calls(store, ("a@h", months_ago(37), Direction.INBOUND))
+    assert admin.sweep(store, policy, USER, NOW, dry_run=True).due == [uids["a@h"]]
+    admin.add_tag(store, "a@h", "training", "late", USER, NOW)
+    assert admin._delete(store, uids["a@h"], "retention-delete", "", USER, NOW, policy) is None
+    assert store.find(uids["a@h"])["erased"] is None
+
+
+def test_a_hold_placed_after_selection_is_skipped_and_the_sweep_goes_on(store: Store) -> None:
+    policy = parse_retention({})
+    uids = record_calls(
+        store, ("a@h", months_ago(37), Direction.INBOUND), ("b@h", months_ago(38), Direction.INBOUND)
+    )
+    assert sorted(admin.sweep(store, policy, USER, NOW, dry_run=True).due) == sorted(uids.values())
+    admin.add_hold(store, "a@h", "complaint 10", USER, NOW, None)
+    assert admin._delete(store, uids["a@h"], "retention-delete", "", USER, NOW, policy) is None
+    assert admin._delete(store, uids["b@h"], "retention-delete", "", USER, NOW, policy) is not None
+    assert store.find(uids["a@h"])["erased"] is None and store.find(uids["b@h"])["erased"] is not None
+
+
 def test_erase_is_refused_under_a_hold_naming_it(store: Store) -> None:
     uids = record_calls(store, ("a@h", months_ago(1), Direction.INBOUND))
     hold = admin.add_hold(store, "a@h", "complaint 9", USER, NOW, None)
@@ -199,3 +295,13 @@ def test_hold_refusals(store: Store) -> None:
     with pytest.raises(StoreError, match="no longer in force"):
         admin.release_hold(store, str(hold.id), "done", USER, NOW)
     assert admin.holds(store, NOW) == [] and len(admin.holds(store, NOW, everything=True)) == 1
+
+
+def test_the_shipped_configs_tag_example_parses_when_uncommented() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config" / "recorderd.toml"
+    lines = shipped.read_text().splitlines()
+    start = lines.index("# [retention.tags]")
+    example = [line.removeprefix("# ") for line in lines[start : start + 3]]
+    data = tomllib.loads('[retention]\ndefault = "36 months"\n' + "\n".join(example))
+    policy = parse_retention(data["retention"])
+    assert policy.by_tag == (("complaint", 72), ("training", 60))

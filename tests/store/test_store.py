@@ -152,6 +152,7 @@ def test_calls_json_and_filters(store: Store) -> None:
         "dtmf": [{"t": 3.5, "digit": "5", "duration_ms": 160, "side": "caller"}],
         "holds": [{"start": 5.0, "end": 6.0}],
         "transfers": [],
+        "tags": [],
         "legs": [
             {
                 "side": "caller",
