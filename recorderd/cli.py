@@ -12,25 +12,22 @@ import argparse
 import getpass
 import json
 import os
-import pwd
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from recorderd import __version__
+from recorderd import __version__, commands
 from recorderd.commands import service as service_commands
 from recorderd.commands import store as store_commands
 from recorderd.config import EngineConfig, load_config
 from recorderd.errors import RecorderdError
 from recorderd.events import CallRecord
 from recorderd.replay import ReplayResult, replay_file
+from recorderd.store.audit import os_user
 from recorderd.store.export import export_call
-from recorderd.store.keys import keygen, load_identities
+from recorderd.store.keys import keygen
 from recorderd.store.sink import StoreSink
 from recorderd.store.store import Store
-
-PASSPHRASE_ENV = "RECORDERD_PASSPHRASE"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--passphrase",
         action="store_true",
-        help=f"protect the identity with a passphrase (prompted, or from ${PASSPHRASE_ENV})",
+        help=f"protect the identity with a passphrase (prompted, or from ${commands.PASSPHRASE_ENV})",
     )
 
     p = sub.add_parser("init", help="create a recording store")
@@ -143,15 +140,15 @@ def _calls(args: argparse.Namespace) -> int:
         print()
         return 0
     for call in calls:
-        print(_call_line(call))
+        print(commands.call_line(call))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    identities = load_identities(args.identity, _passphrase_if_needed(args.identity))
+    identities = commands.identities(args.identity)
     store = Store.open(args.store)
     try:
-        result = export_call(store, args.call, identities, args.format, args.out, args.reason, _os_user())
+        result = export_call(store, args.call, identities, args.format, args.out, args.reason, os_user())
     finally:
         store.close()
     seconds = result.samples / result.sample_rate
@@ -174,37 +171,14 @@ COMMANDS = {
 
 
 def _new_passphrase() -> str:
-    if PASSPHRASE_ENV in os.environ:
-        return os.environ[PASSPHRASE_ENV]
+    if commands.PASSPHRASE_ENV in os.environ:
+        return os.environ[commands.PASSPHRASE_ENV]
     first = getpass.getpass("passphrase for the new identity: ")
     if first != getpass.getpass("again: "):
         raise RecorderdError("the passphrases do not match")
     if not first:
         raise RecorderdError("an empty passphrase protects nothing; leave out --passphrase instead")
     return first
-
-
-def _passphrase_if_needed(identity: Path) -> str | None:
-    try:
-        with identity.open("rb") as f:
-            encrypted = f.read(22) == b"age-encryption.org/v1\n"
-    except FileNotFoundError:
-        raise RecorderdError(f"identity file not found: {identity}") from None
-    except OSError as e:
-        raise RecorderdError(f"cannot read identity {identity}: {e.strerror}") from None
-    if not encrypted:
-        return None
-    if PASSPHRASE_ENV in os.environ:
-        return os.environ[PASSPHRASE_ENV]
-    return getpass.getpass(f"passphrase for {identity}: ")
-
-
-def _os_user() -> str:
-    uid = os.getuid()
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _progress(path: Path, done: int, total: int) -> None:
@@ -239,14 +213,6 @@ def _record_line(r: CallRecord) -> str:
     return (
         f"{start} {r.call_id[:40]} {r.direction} {r.end_reason} ({status}) "
         f"talk {duration:.1f} s; {media}; {recording}"
-    )
-
-
-def _call_line(call: dict[str, Any]) -> str:
-    return (
-        f"{call['id']}  {call['start']}  {call['direction']:<8}  {call['from']} -> {call['to']}  "
-        f"{call['end_reason']} ({call['sip_status']})  {call['duration_s']:.1f} s  "
-        f"{call['recording_state'] or 'no recording'}"
     )
 
 

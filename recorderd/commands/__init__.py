@@ -2,4 +2,49 @@
 
 Each module has ``register(sub)``, which adds its subparsers with ``set_defaults(handler=...)``; a
 handler takes the parsed arguments and returns the exit status, raising RecorderdError for failures.
+This module holds what several groups share.
 """
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any
+
+from recorderd.errors import RecorderdError
+from recorderd.store.keys import load_identities
+
+PASSPHRASE_ENV = "RECORDERD_PASSPHRASE"
+
+
+def identities(path: Path) -> list[str]:
+    """The identities in the file at ``path``; a passphrase-protected file takes its passphrase from
+    ``$RECORDERD_PASSPHRASE`` or asks for it on the terminal."""
+    try:
+        with path.open("rb") as f:
+            encrypted = f.read(22) == b"age-encryption.org/v1\n"
+    except FileNotFoundError:
+        raise RecorderdError(f"identity file not found: {path}") from None
+    except OSError as e:
+        raise RecorderdError(f"cannot read identity {path}: {e.strerror}") from None
+    passphrase = None
+    if encrypted:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or getpass.getpass(f"passphrase for {path}: ")
+    return load_identities(path, passphrase)
+
+
+def call_line(call: dict[str, Any]) -> str:
+    """One line of `recorderd calls` and `recorderd search` for a call object of Store.calls()."""
+    state = "erased" if call.get("erased") else call["recording_state"] or "no recording"
+    tags = f"  [{', '.join(call['tags'])}]" if call.get("tags") else ""
+    caller = _party(call.get("from_number") or call["from"], call["from_name"])
+    callee = _party(call.get("to_number") or call["to"], call["to_name"])
+    return (
+        f"{call['id']}  {call['start']}  {call['direction']:<8}  {caller} -> {callee}  "
+        f"{call['end_reason']} ({call['sip_status']})  {call['duration_s']:.1f} s  {state}{tags}"
+    )
+
+
+def _party(number: str, name: str) -> str:
+    return f"{number} ({name})" if name and name != number else number

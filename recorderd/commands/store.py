@@ -1,4 +1,4 @@
-"""Store administration commands: search, sar, hold, sweep, erase, audit, verify.
+"""Store administration commands: search, sar, hold, tag, sweep, erase, audit, verify.
 
 Parsing and printing only; the work is in ``recorderd/store/`` (admin.py, sar.py, verify.py,
 audit.py). Every command that reads recordings or changes the store names the OS user in the audit
@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from recorderd import commands
 from recorderd.config import parse_config, read_toml
 from recorderd.errors import ConfigError, RecorderdError
 from recorderd.events import Direction
 from recorderd.store import admin, audit
-from recorderd.store.keys import load_identities
 from recorderd.store.retention import RetentionPolicy, parse_retention
 from recorderd.store.sar import SAR_FORMATS, subject_access
 from recorderd.store.store import Store, iso_utc
 from recorderd.store.verify import verify_store
 
-PASSPHRASE_ENV = "RECORDERD_PASSPHRASE"
 T = TypeVar("T")
 
 
@@ -43,6 +40,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--direction", choices=[str(d) for d in Direction])
     p.add_argument("--name", help="part of either party's display name")
     p.add_argument("--call-id", help="SIP Call-ID")
+    p.add_argument("--tag", help="calls carrying this tag")
     p.add_argument("--json", action="store_true", help="one JSON list, one object per call")
     p.set_defaults(handler=_search)
 
@@ -73,6 +71,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--all", action="store_true", help="released and lapsed holds too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_hold_list)
+
+    tag = sub.add_parser("tag", help="label calls (training, complaint, ...)").add_subparsers(
+        dest="tag_command", required=True, metavar="ACTION"
+    )
+    for action, handler, text in (
+        ("add", _tag_add, "put a tag on a call (audited)"),
+        ("remove", _tag_remove, "take a tag off a call (audited)"),
+    ):
+        p = _with_store(tag.add_parser(action, help=text))
+        p.add_argument("call", metavar="CALL", help="the call's id or SIP Call-ID")
+        p.add_argument("tag", metavar="TAG", help="a lowercase word: a-z, 0-9 and '-', at most 32")
+        p.add_argument("--reason", required=True, help="why (audited)")
+        p.set_defaults(handler=handler)
+    p = _with_store(tag.add_parser("list", help="tagged calls and their tags"))
+    p.add_argument("--call", help="only the tags of this call (id or SIP Call-ID)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_tag_list)
 
     p = _with_store(sub.add_parser("sweep", help="delete calls past their retention period (audited)"))
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
@@ -111,20 +126,27 @@ def _with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _search(args: argparse.Namespace) -> int:
     with _open(args) as store:
         calls = store.search(
-            args.number, args.extension, args.since, args.until, args.direction, args.name, args.call_id
+            args.number,
+            args.extension,
+            args.since,
+            args.until,
+            args.direction,
+            args.name,
+            args.call_id,
+            tag=args.tag,
         )
     if args.json:
         json.dump(calls, sys.stdout, indent=2)
         print()
         return 0
     for call in calls:
-        print(_call_line(call))
+        print(commands.call_line(call))
     print(f"{len(calls)} call(s)", file=sys.stderr)
     return 0
 
 
 def _sar(args: argparse.Namespace) -> int:
-    identities = load_identities(args.identity, _passphrase_if_needed(args.identity))
+    identities = commands.identities(args.identity)
     with _open(args) as store:
         result = subject_access(
             store,
@@ -172,6 +194,32 @@ def _hold_list(args: argparse.Namespace) -> int:
     for h in holds:
         state = "in force" if h.active(now) else "released" if h.released_ts else "lapsed"
         print(f"{h.id:>5}  {h.call}  {state:<8}  {h.describe()}")
+    return 0
+
+
+def _tag_add(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        tag = admin.add_tag(store, args.call, args.tag, args.reason, audit.os_user(), time.time())
+    print(f"added tag {tag.tag!r} to call {tag.call}")
+    return 0
+
+
+def _tag_remove(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        tag = admin.remove_tag(store, args.call, args.tag, args.reason, audit.os_user(), time.time())
+    print(f"removed tag {tag.tag!r} from call {tag.call}")
+    return 0
+
+
+def _tag_list(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        tags = admin.tags(store, args.call)
+    if args.json:
+        json.dump([{k: getattr(t, k) for k in admin.Tag.__slots__} for t in tags], sys.stdout, indent=2)
+        print()
+        return 0
+    for t in tags:
+        print(f"{t.call}  {t.tag:<32}  added {iso_utc(t.added_ts)} by {t.added_by}")
     return 0
 
 
@@ -270,25 +318,3 @@ def _date(text: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
-
-
-def _passphrase_if_needed(identity: Path) -> str | None:
-    try:
-        with identity.open("rb") as f:
-            encrypted = f.read(22) == b"age-encryption.org/v1\n"
-    except OSError as e:
-        raise RecorderdError(f"cannot read identity {identity}: {e.strerror}") from None
-    if not encrypted:
-        return None
-    if PASSPHRASE_ENV in os.environ:
-        return os.environ[PASSPHRASE_ENV]
-    return getpass.getpass(f"passphrase for {identity}: ")
-
-
-def _call_line(call: dict[str, Any]) -> str:
-    state = "erased" if call["erased"] else call["recording_state"] or "no recording"
-    return (
-        f"{call['id']}  {call['start']}  {call['direction']:<8}  {call['from_number'] or call['from']}"
-        f" ({call['from_name']}) -> {call['to_number'] or call['to']} ({call['to_name']})"
-        f"  {call['duration_s']:.1f} s  {state}"
-    )
