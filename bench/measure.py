@@ -1,0 +1,96 @@
+"""What one measurement takes and gives: :class:`Job` in, :class:`Result` out, timed by :class:`Clock`.
+
+A result's ``steady`` figures come from :class:`Samples`, the (file position, wall, CPU) points a
+replay's progress callback leaves behind, cut to the capture's steady window.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.gen import Window
+
+ROUTINE_COUNTERS = ("frames", "sip.messages", "sip.dialog.late")  # prefixes
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement's inputs: the capture, a scratch directory, and what the generator knows."""
+
+    pcap: Path
+    workdir: Path
+    rtp_packets: int = 0  # for the stages that work on synthetic audio (encode, encrypt)
+    calls: int = 1
+    call_seconds: float = 60.0
+    window: Window | None = None
+
+
+@dataclass
+class Clock:
+    """Wall and CPU seconds summed over the timed pieces."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+    _wall0: float = 0.0
+    _cpu0: float = 0.0
+
+    def start(self) -> None:
+        self._wall0, self._cpu0 = time.perf_counter(), time.process_time()
+
+    def stop(self) -> None:
+        self.wall += time.perf_counter() - self._wall0
+        self.cpu += time.process_time() - self._cpu0
+
+
+@dataclass
+class Result:
+    stage: str
+    frames: int = 0  # frames in the capture
+    items: int = 0  # what the stage handled: frames, RTP packets, blocks...
+    clock: Clock = field(default_factory=Clock)
+    check: dict[str, Any] = field(default_factory=dict)
+    steady: dict[str, float] | None = None  # frames, wall, cpu within the capture's steady window
+
+    def as_json(self) -> str:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        row = {
+            "stage": self.stage,
+            "frames": self.frames,
+            "items": self.items,
+            "wall": self.clock.wall,
+            "cpu": self.clock.cpu,
+            "peak_rss_kib": peak,
+            "check": self.check,
+            "steady": self.steady,
+        }
+        return json.dumps(row)
+
+
+class Samples:
+    """(file position, wall, CPU) after each batch of a replay, to time the steady window alone."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float, float]] = []
+
+    def __call__(self, path: Path, done: int, total: int) -> None:
+        self.points.append((done, time.perf_counter(), time.process_time()))
+
+    def within(self, window: Window) -> dict[str, float] | None:
+        """Frames, wall and CPU between the first sample in the window and the last one."""
+        inside = [p for p in self.points if window.first_byte <= p[0] <= window.end_byte]
+        if len(inside) < 2:
+            return None
+        (pos0, wall0, cpu0), (pos1, wall1, cpu1) = inside[0], inside[-1]
+        return {"frames": (pos1 - pos0) / window.record_bytes, "wall": wall1 - wall0, "cpu": cpu1 - cpu0}
+
+
+def drops(counters: Counter[str]) -> dict[str, int]:
+    """Counters other than the routine ones (frames, SIP messages, retransmissions after a call
+    ended): on a clean synthetic capture, each means something was not recorded as it should be."""
+    return {k: v for k, v in sorted(counters.items()) if not k.startswith(ROUTINE_COUNTERS)}
