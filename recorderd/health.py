@@ -370,7 +370,7 @@ def _capture_metrics(facts: Facts) -> Iterator[CounterMetricFamily]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: HealthServer
-    timeout = 2.0  # a stalled client cannot hold the daemon's loop for longer
+    timeout = 0.5  # a stalled client holds the capture loop no longer (the kernel ring buffers meanwhile)
 
     def do_GET(self) -> None:
         if self.path.split("?")[0] == "/healthz":
