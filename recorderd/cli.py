@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -135,12 +134,7 @@ def _calls(args: argparse.Namespace) -> int:
         calls = store.calls()
     finally:
         store.close()
-    if args.json:
-        json.dump(calls, sys.stdout, indent=2)
-        print()
-        return 0
-    for call in calls:
-        print(commands.call_line(call))
+    commands.print_calls(calls, args.json)
     return 0
 
 

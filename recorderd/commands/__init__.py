@@ -8,7 +8,9 @@ This module holds what several groups share.
 from __future__ import annotations
 
 import getpass
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,16 @@ def identities(path: Path) -> list[str]:
     if encrypted:
         passphrase = os.environ.get(PASSPHRASE_ENV) or getpass.getpass(f"passphrase for {path}: ")
     return load_identities(path, passphrase)
+
+
+def print_calls(calls: list[dict[str, Any]], as_json: bool) -> None:
+    """Calls as `recorderd calls` and `recorderd search` show them: one JSON list, or a line each."""
+    if as_json:
+        json.dump(calls, sys.stdout, indent=2)
+        print()
+        return
+    for call in calls:
+        print(call_line(call))
 
 
 def call_line(call: dict[str, Any]) -> str:

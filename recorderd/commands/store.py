@@ -135,13 +135,9 @@ def _search(args: argparse.Namespace) -> int:
             args.call_id,
             tag=args.tag,
         )
-    if args.json:
-        json.dump(calls, sys.stdout, indent=2)
-        print()
-        return 0
-    for call in calls:
-        print(commands.call_line(call))
-    print(f"{len(calls)} call(s)", file=sys.stderr)
+    commands.print_calls(calls, args.json)
+    if not args.json:
+        print(f"{len(calls)} call(s)", file=sys.stderr)
     return 0
 
 
