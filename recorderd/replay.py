@@ -8,7 +8,7 @@ recordings and index rows live capture would have.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,12 +60,6 @@ def replay_file(
     result.counters = engine.counters
     result.truncated = source.truncated
     return result
-
-
-def replay(
-    paths: Iterable[Path], sink: StoreSink, config: EngineConfig, progress: Progress | None = None
-) -> list[ReplayResult]:
-    return [replay_file(path, sink, config, progress) for path in paths]
 
 
 def _deliver(events: list[Event], sink: StoreSink, result: ReplayResult) -> None:
