@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from recorderd.engine import Engine
-from recorderd.events import CallFinished, CallRecord, EndReason, Frame
-from tests.conftest import PCAPS, read_frames
+from recorderd.events import CallRecord, EndReason
+from tests.conftest import PCAPS
 from tests.oracle import report_dialogs, report_streams, tshark_rtp_packets, unique_and_lost
+from tests.replay.engine_replay import replay_engine
 
 REAL = sorted(p.name.removesuffix(".pcap") for p in PCAPS.glob("*.pcap"))
 
@@ -24,14 +25,9 @@ STATES = {
 
 
 def replay(path: Path) -> tuple[list[CallRecord], Engine]:
-    engine = Engine()
-    records = []
-    ts = 0.0
-    for ts, data in read_frames(path):
-        events = engine.feed(Frame(ts, 1, data))
-        records += [e.record for e in events if isinstance(e, CallFinished)]
-    records += [e.record for e in engine.close(ts) if isinstance(e, CallFinished)]
-    return records, engine
+    out = replay_engine(path)
+    assert out.engine is not None
+    return [r for records in out.records.values() for r in records], out.engine
 
 
 @pytest.fixture(scope="module", params=REAL)
