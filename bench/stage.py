@@ -66,6 +66,9 @@ class NullSink:
     def handle(self, event: Event) -> None:
         self.events += 1
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -271,6 +271,7 @@ class Daemon:
         now = max(self._engine_ts, self.clock())
         try:
             self._deliver(self.engine.close(now))
+            self._flush()
         finally:
             self.sink.close()
             self.store.close()
@@ -297,6 +298,7 @@ class Daemon:
             now = self.clock()
             if not busy and now - IDLE_LAG > self._engine_ts:
                 self._advance(now - IDLE_LAG)
+            self._flush()  # every turn, busy or not: the store's wall-clock sync pass runs from here
             if self._reload:
                 self._reload = False
                 self.reload()
@@ -344,6 +346,13 @@ class Daemon:
                 self._store_error(err)
             if isinstance(event, CallFinished):
                 self._count(event)
+
+    def _flush(self) -> None:
+        """The store's index work for the events delivered since the last flush (StoreSink.flush)."""
+        try:
+            self.sink.flush()
+        except (OSError, StoreError, sqlite3.Error, ValueError) as err:
+            self._store_error(err)
 
     def _count(self, event: CallFinished) -> None:
         record = event.record

@@ -2,7 +2,8 @@
 
 Each file gets its own :class:`Engine` (captures taken at different times share no calls), and the
 engine's events go to the same :class:`StoreSink` the daemon uses, so a replay produces exactly the
-recordings and index rows live capture would have.
+recordings and index rows live capture would have. The sink is flushed after each batch, as the
+daemon flushes after each of its own: its index work is done once per batch (group commit).
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def replay_file(
     try:
         for batch in source.raw_batches():
             _deliver(engine.feed_batch(batch), sink, result)
+            sink.flush()
             result.frames += batch.count
             last_ts = batch.last_ts
             if progress is not None and result.frames - reported >= progress_every:
                 progress(path, source.position, source.size)
                 reported = result.frames
         _deliver(engine.close(last_ts), sink, result)
+        sink.flush()
     finally:
         source.close()
     if progress is not None:

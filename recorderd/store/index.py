@@ -6,8 +6,11 @@ of entries of :data:`~recorderd.store.schema.MIGRATIONS` applied; opening an ind
 missing ones in one transaction.
 
 The index changes only at lifecycle points (recording started, call finished, recovery, export,
-holds, tags, deletions), never per audio block. Every change that must be audited appends its audit entry
-in the same transaction (:meth:`Index.audit`); ``audit`` and ``audit_heads`` are append-only.
+holds, tags, deletions), never per audio block; the sink writes the recordings begun, and the calls
+finished, since its last flush in one transaction each (:meth:`Index.begin_recordings`,
+:meth:`Index.finish_calls`), so a busy second costs a few commits rather than a few per call. Every
+change that must be audited appends its audit entry in the same transaction (:meth:`Index.audit`);
+``audit`` and ``audit_heads`` are append-only.
 A full disk is reported as a StoreError saying so.
 """
 
@@ -17,6 +20,8 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +33,30 @@ from recorderd.store import audit as chain
 from recorderd.store.numbers import normalise_number, user_part
 from recorderd.store.schema import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "Index", "call_columns", "normalise_number", "user_part"]
+__all__ = ["MIGRATIONS", "Index", "Outcome", "call_columns", "normalise_number", "user_part"]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 _BUSY_TIMEOUT_MS = 10_000
 _IN_BATCH = 500  # SQLite's default limit on host parameters is 999 in older builds
+# A call's parties are normalised when its recording starts and again when it ends: remember them.
+_normalised = lru_cache(maxsize=4096)(normalise_number)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one call ends in the index (:meth:`Index.finish_calls`).
+
+    ``record`` given: the call's final row and legs, ``state`` its calls.state, ``recording`` its
+    recording's (state, sha256, size) or None when it has none. ``record`` None: a recording closed or
+    recovered without its CallFinished; ``recording`` then gives the digest and size, and both the
+    call and the recording become 'incomplete' (``state`` is not used).
+    """
+
+    uid: str
+    record: CallRecord | None
+    state: str
+    recording: tuple[str, str | None, int] | None
+    samples: int | None = None
 
 
 def _json(value: object) -> str:
@@ -176,16 +200,24 @@ class Index:
 
     def begin_recording(self, uid: str, call: dict[str, Any], path: str, encoding: str) -> None:
         """A call whose first media just arrived: calls and recordings rows, state 'recording'."""
-        columns = {**call, **self._numbers(call), "id": uid, "state": "recording"}
+        self.begin_recordings([(uid, call, path, encoding)])
+
+    def begin_recordings(self, rows: Sequence[tuple[str, dict[str, Any], str, str]]) -> None:
+        """:meth:`begin_recording` for each (uid, call, path, encoding), in one transaction."""
+        if not rows:
+            return
         with self.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})",
-                columns,
-            )
-            conn.execute(
-                "INSERT INTO recordings (call, path, encoding, state) VALUES (?, ?, ?, 'recording')",
-                (uid, path, encoding),
-            )
+            for uid, call, path, encoding in rows:
+                columns = {**call, **self._numbers(call), "id": uid, "state": "recording"}
+                conn.execute(
+                    f"INSERT INTO calls ({', '.join(columns)})"
+                    f" VALUES ({', '.join(':' + c for c in columns)})",
+                    columns,
+                )
+                conn.execute(
+                    "INSERT INTO recordings (call, path, encoding, state) VALUES (?, ?, ?, 'recording')",
+                    (uid, path, encoding),
+                )
 
     def finish_call(
         self,
@@ -196,40 +228,61 @@ class Index:
         samples: int | None = None,
     ) -> None:
         """Write a call's final row and legs, and its recording's (state, sha256, size), at once."""
-        call = call_columns(record)
-        columns: dict[str, Any] = {**call, **self._numbers(call), "id": uid, "state": state}
-        if samples is not None:
-            columns["samples"] = samples
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+        self.finish_calls([Outcome(uid, record, state, recording, samples)])
+
+    def finish_calls(self, outcomes: Sequence[Outcome]) -> None:
+        """Write every outcome in one transaction: all of them, or (on an error) none."""
+        if not outcomes:
+            return
         with self.transaction() as conn:
-            conn.execute(
-                f"INSERT INTO calls ({', '.join(columns)})"
-                f" VALUES ({', '.join(':' + c for c in columns)})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                columns,
-            )
-            conn.execute("DELETE FROM legs WHERE call = ?", (uid,))
-            conn.executemany(
-                "INSERT INTO legs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_leg_columns(uid, i, leg) for i, leg in enumerate(record.legs)],
-            )
-            if recording is not None:
-                self._set_recording(conn, uid, *recording)
+            for outcome in outcomes:
+                if outcome.record is None:
+                    sha256, size = outcome.recording[1:] if outcome.recording else (None, 0)
+                    self._incomplete(conn, outcome.uid, sha256, size, outcome.samples)
+                else:
+                    self._finish(conn, outcome)
+
+    def _finish(self, conn: sqlite3.Connection, outcome: Outcome) -> None:
+        assert outcome.record is not None
+        uid = outcome.uid
+        call = call_columns(outcome.record)
+        columns: dict[str, Any] = {**call, **self._numbers(call), "id": uid, "state": outcome.state}
+        if outcome.samples is not None:
+            columns["samples"] = outcome.samples
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+        conn.execute(
+            f"INSERT INTO calls ({', '.join(columns)})"
+            f" VALUES ({', '.join(':' + c for c in columns)})"
+            f" ON CONFLICT (id) DO UPDATE SET {updates}",
+            columns,
+        )
+        conn.execute("DELETE FROM legs WHERE call = ?", (uid,))
+        conn.executemany(
+            "INSERT INTO legs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_leg_columns(uid, i, leg) for i, leg in enumerate(outcome.record.legs)],
+        )
+        if outcome.recording is not None:
+            self._set_recording(conn, uid, *outcome.recording)
 
     def _numbers(self, call: Mapping[str, Any]) -> dict[str, str]:
         return {
-            "from_number": normalise_number(call["from_user"], self.region),
-            "to_number": normalise_number(call["to_user"], self.region),
+            "from_number": _normalised(call["from_user"], self.region),
+            "to_number": _normalised(call["to_user"], self.region),
         }
 
     def mark_incomplete(self, uid: str, sha256: str | None, size: int, samples: int | None) -> None:
         """A call whose recording was closed or recovered without its CallFinished."""
         with self.transaction() as conn:
-            self._set_recording(conn, uid, "incomplete", sha256, size)
-            conn.execute(
-                "UPDATE calls SET state = 'incomplete', samples = coalesce(?, samples) WHERE id = ?",
-                (samples, uid),
-            )
+            self._incomplete(conn, uid, sha256, size, samples)
+
+    def _incomplete(
+        self, conn: sqlite3.Connection, uid: str, sha256: str | None, size: int, samples: int | None
+    ) -> None:
+        self._set_recording(conn, uid, "incomplete", sha256, size)
+        conn.execute(
+            "UPDATE calls SET state = 'incomplete', samples = coalesce(?, samples) WHERE id = ?",
+            (samples, uid),
+        )
 
     @staticmethod
     def _set_recording(conn: sqlite3.Connection, uid: str, state: str, sha256: str | None, size: int) -> None:

@@ -230,9 +230,19 @@ class Store:
     def recover(self) -> list[str]:
         """Close out recordings a crash left in state 'recording'; returns their call ids.
 
-        The ``.part`` (a valid, decryptable prefix) gets its final name and the index marks it
-        'incomplete' with the digest and size of what is there. Only the process holding the writer
-        lock may run this: a live recording is also in state 'recording'.
+        Three crash points leave such a row, and each ends 'incomplete' with the digest and size of
+        what is on disk:
+
+        * mid-call: the ``.part`` (a valid, decryptable prefix) gets its final name;
+        * after the sink committed the row but before it created the file: no file (digest None);
+        * after the sink renamed a finished recording but before the transaction that says
+          'complete' (sink.py batches that for many calls): the final file, no ``.part``. The file
+          is most likely whole, but it stays 'incomplete': the call's metadata (end, legs,
+          direction) was lost with the transaction, and the store cannot check the final chunk
+          without the identity it never holds; ``recorderd export`` says whether it is whole.
+
+        Only the process holding the writer lock may run this: a live recording is also in state
+        'recording'.
         """
         if self._lock_fd is None:
             raise StoreError("recover() needs the writer lock (lock_for_writing)")
@@ -245,12 +255,16 @@ class Store:
             if part.exists():
                 os.rename(part, final)
                 fsync_dir(final.parent)
-            if final.exists():
-                sha256, size = file_sha256(final)
+                log.warning("recovered the interrupted recording of call %s", row["call"])
+            elif final.exists():
+                log.warning(
+                    "recovered the finished recording of call %s; its call record was lost", row["call"]
+                )
             else:
                 log.warning("recording of call %s is missing: %s", row["call"], final)
+            if final.exists():
+                sha256, size = file_sha256(final)
             self.index.mark_incomplete(row["call"], sha256, size, None)
-            log.warning("recovered the interrupted recording of call %s", row["call"])
             recovered.append(str(row["call"]))
         return recovered
 

@@ -33,8 +33,9 @@ for frame in OfflineSource(Path(sys.argv[2])):
     for event in engine.feed(frame):
         sink.handle(event)
         blocks += isinstance(event, AudioBlock)
-        if blocks == int(sys.argv[3]):
-            os.kill(os.getpid(), signal.SIGKILL)
+    sink.flush()  # each frame a batch, as the replay loop flushes after each of its batches
+    if blocks >= int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
 """
 
 

@@ -11,6 +11,9 @@ a random delay, then checks what the next start must guarantee:
 * no audit entry is lost (everything reported is there) or duplicated (no change twice), and at most
   one entry per run is there unreported (committed just before the kill);
 * ``verify`` finds nothing, once an erasure cut between its unlink and its commit is run again.
+
+And one kill at a chosen point: after the sink renamed a batch of finished recordings, before the
+transaction that marks them complete.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recorderd.config import EngineConfig
 from recorderd.replay import replay_file
-from recorderd.store import admin, audit
+from recorderd.store import admin, age, au, audit
 from recorderd.store.sink import StoreSink
-from recorderd.store.store import Store
+from recorderd.store.store import Store, file_sha256
 from recorderd.store.verify import verify_store
 from tests.conftest import PCAPS
+from tests.store.helpers import T0, call_events, real_stereo
 
 RUNS = 60
 SEED = 20260105
@@ -129,3 +134,52 @@ def _finish_cut_erasure(store: Store, run: int) -> int:
         admin.erase(store, finding.call, "erasure request", USER, time.time())
     assert verify_store(store).ok, run
     return len(findings)
+
+
+def test_kill_9_between_the_renames_and_the_index(tmp_path: Path, recipient: str, identity: str) -> None:
+    """The batch's recordings are whole under their final names, the index still says 'recording':
+    the next writer marks each 'incomplete' with the digest of the file, which decrypts in full."""
+    root = tmp_path / "store"
+    Store.init(root, [recipient]).close()
+    audio = {f"k{n}@host": real_stereo("ulaw")[: 8000 * (n + 1)] for n in range(3)}
+    pid = os.fork()
+    if pid == 0:  # child: record three calls, die inside the flush that finishes them
+        try:
+            store = Store.open(root)
+            sink = StoreSink(store)
+            calls = {c: call_events(c, samples, ts=T0 + i) for i, (c, samples) in enumerate(audio.items())}
+            for events in calls.values():
+                for event in events[:-1]:
+                    sink.handle(event)  # type: ignore[arg-type]
+            sink.flush()
+
+            def die(outcomes: object) -> None:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            store.index.finish_calls = die  # type: ignore[method-assign]
+            for events in calls.values():
+                sink.handle(events[-1])  # type: ignore[arg-type]
+            sink.flush()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+    store = Store.open(root)
+    try:
+        before = store.calls()
+        assert {c["recording_state"] for c in before} == {"recording"}
+        for call in before:
+            path = Path(str(call["recording"]))
+            assert path.exists() and not path.with_name(path.name + ".part").exists()
+        assert sorted(StoreSink(store).recovered) == sorted(c["id"] for c in before)
+        assert store.index.open_recordings() == []
+        for call in store.calls():
+            path = Path(str(call["recording"]))
+            assert (call["state"], call["recording_state"]) == ("incomplete", "incomplete")
+            assert (call["sha256"], call["size"]) == file_sha256(path)
+            samples = au.read_au(age.decrypt(path.read_bytes(), [identity]))[3]  # whole: final chunk there
+            assert np.array_equal(samples, audio[str(call["call_id"])])
+        assert verify_store(store).ok
+    finally:
+        store.close()

@@ -46,11 +46,13 @@ def long_call(call_id: str, seconds: int, ts: float) -> list[object]:
 
 
 def feed_until_error(sink: StoreSink, events: list[object]) -> tuple[str, int]:
-    """Feed every event; the first StoreError's text and how many blocks went in before it."""
+    """Feed every event, each a batch of its own (handle, flush); the first StoreError's text and how
+    many blocks went in before it."""
     message, blocks = "", 0
     for event in events:
         try:
             sink.handle(event)  # type: ignore[arg-type]
+            sink.flush()
         except StoreError as exc:
             message = message or str(exc)
         blocks += isinstance(event, AudioBlock) and not message

@@ -23,6 +23,7 @@ def record(store: Store, call_id: str, samples: np.ndarray, encoding: str = "ula
     sink = StoreSink(store)
     for event in call_events(call_id, samples, encoding=encoding):
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
     return str(store.find(call_id)["id"])
 
 
@@ -117,7 +118,9 @@ def test_incomplete_recording_exports_its_prefix(tmp_path: Path, recipient: str,
     sink = StoreSink(store)
     for event in call_events("crash@host", samples)[:-1]:
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
     for active in sink._active.values():
+        assert active.writer is not None
         active.writer.abandon()  # the process dies mid-call
     store.close()
     store = Store.open(tmp_path / "s")
@@ -142,6 +145,7 @@ def test_no_recording_or_still_recording(store: Store, identity: str, tmp_path: 
     sink = StoreSink(store)
     for event in call_events("live@host", real_stereo("ulaw")[:800])[:-1]:
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
     with pytest.raises(StoreError, match="is still being recorded"):
         export_call(store, "live@host", [identity], "wav", tmp_path / "b.wav", "r", "m", NOW)
     sink.close()
@@ -161,7 +165,9 @@ def test_empty_recordings_are_refused(store: Store, identity: str, tmp_path: Pat
     sink = StoreSink(store)
     for event in call_events("cut@host", real_stereo("ulaw")[:8000])[:-1]:
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
     for active in sink._active.values():
+        assert active.writer is not None
         active.writer.abandon()
     store.lock_for_writing()
     store.recover()

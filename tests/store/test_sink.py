@@ -15,8 +15,10 @@ from tests.store.helpers import T0, call_events, call_record, call_started, real
 
 
 def feed(sink: StoreSink, events: list[object]) -> None:
+    """Handle ``events`` as one batch, then flush, as the replay loop and the daemon do."""
     for event in events:
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
 
 
 def recording_of(call: dict[str, object], identity: str) -> np.ndarray:
@@ -95,7 +97,10 @@ def test_audio_contract_violations(store: Store) -> None:
     sink.handle(RecordingStarted(T0, "c@host", "ulaw", 8000))  # repeated: ignored
     sink.handle(AudioBlock(T0, "c@host", 0, block))
     with pytest.raises(ValueError, match="starts at 480"):
-        sink.handle(AudioBlock(T0, "c@host", 480, block))
+        sink.handle(AudioBlock(T0, "c@host", 480, block))  # held for a writer not yet open
+    sink.flush()
+    with pytest.raises(ValueError, match="starts at 480"):
+        sink.handle(AudioBlock(T0, "c@host", 480, block))  # the open writer's own check
     assert len(store.calls()) == 1
 
 
@@ -126,6 +131,7 @@ def test_recover_after_abandoned_writer(tmp_path: Path, recipient: str, identity
     snapshot = part.read_bytes()
     # The process dies: no finish, no index update, the lock goes with it.
     for active in sink._active.values():
+        assert active.writer is not None
         active.writer.abandon()
     store.close()
 
@@ -151,9 +157,10 @@ def test_recover_after_abandoned_writer(tmp_path: Path, recipient: str, identity
 def test_recover_with_missing_file(tmp_path: Path, recipient: str) -> None:
     store = Store.init(tmp_path / "s", [recipient])
     sink = StoreSink(store)
-    sink.handle(RecordingStarted(T0, "gone@host", "ulaw", 8000))
+    feed(sink, [RecordingStarted(T0, "gone@host", "ulaw", 8000)])
     (call,) = store.calls()
     for active in sink._active.values():
+        assert active.writer is not None
         active.writer.abandon()
     Path(str(call["recording"]) + ".part").unlink()
     store.close()
@@ -169,6 +176,7 @@ def test_recover_renamed_but_not_indexed(tmp_path: Path, recipient: str) -> None
     sink = StoreSink(store)
     feed(sink, call_events("late@host", real_stereo("ulaw")[:1600])[:-1])
     for active in sink._active.values():
+        assert active.writer is not None
         info = active.writer.finish()
     store.close()
     with Store.open(tmp_path / "s") as reopened:
@@ -199,7 +207,7 @@ def test_store_files_have_private_modes(store: Store) -> None:
 
 def test_second_sink_on_the_same_store_leaves_live_recordings_alone(store: Store) -> None:
     first = StoreSink(store)
-    first.handle(RecordingStarted(T0, "live@host", "ulaw", 8000))
+    feed(first, [RecordingStarted(T0, "live@host", "ulaw", 8000)])
     second = StoreSink(store)
     assert second.recovered == []
     (call,) = store.calls()

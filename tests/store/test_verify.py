@@ -71,9 +71,11 @@ def test_an_unrecovered_recording_is_reported_until_recovered(store: Store, reci
     events = call_events("a@h", real_stereo("ulaw")[:16000])
     for event in events[:-1]:
         sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
     uid = store.find("a@h")["id"]
     assert verify_store(store).ok  # being recorded by a live writer (this one)
     for active in sink._active.values():
+        assert active.writer is not None
         active.writer.abandon()  # what kill -9 leaves
     root = store.root
     store.close()

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import io
 import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from recorderd.codecs.g711 import ulaw_encode
 from recorderd.errors import StoreError
 from recorderd.store import age, au
-from recorderd.store.writer import RecordingWriter
+from recorderd.store import writer as writer_module
+from recorderd.store.writer import Durability, RecordingWriter, syncfs
 from tests.store.helpers import real_stereo
 
 
@@ -106,24 +111,132 @@ def test_crash_leaves_a_playable_prefix(tmp_path: Path, identity: str, recipient
     assert rate == 8000 and np.array_equal(data, samples[:prefix_frames])
 
 
-def test_fsync_is_bounded_by_audio_time(
+def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the sync system calls made from here on (os.fsync, os.fdatasync, syncfs)."""
+    calls: list[str] = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def wrapped(fd: int, name: str = name, real: Callable[[int], None] = real) -> None:
+            calls.append(name)
+            real(fd)
+
+        monkeypatch.setattr(os, name, wrapped)
+    real_syncfs = writer_module._SYNCFS
+    if real_syncfs is not None:
+
+        def syncfs(fd: int) -> int:
+            calls.append("syncfs")
+            return real_syncfs(fd)
+
+        monkeypatch.setattr(writer_module, "_SYNCFS", syncfs)
+    return calls
+
+
+def test_append_never_syncs_and_finish_syncs_once(
     tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[int] = []
-    real_fsync = os.fsync
-
-    def counting_fsync(fd: int) -> None:
-        calls.append(fd)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", counting_fsync)
-    samples = real_stereo("ulaw")  # 8.5 s in 425 blocks of 20 ms
+    calls = counting(monkeypatch)
+    samples = real_stereo("ulaw")  # 8.5 s in 425 blocks of 20 ms: two chunks sealed
     writer = RecordingWriter(tmp_path / "r.au.age", [recipient], "ulaw", 8000)
+    assert not writer.unsynced
     write_blocks(writer, samples)
-    during = len(calls)
-    assert 1 <= during <= 2  # at most one per 5 s of audio, and only once a chunk is sealed
+    assert calls == []  # durability is the sink's wall-clock pass (Durability), not the writer's
+    assert writer.unsynced
     writer.finish()
-    assert len(calls) == during + 2  # the file and its directory
+    assert calls == ["fdatasync", "fsync"]  # the file's data, then the directory holding its new name
+
+
+def sealed_writers(directory: Path, recipient: str, n: int) -> list[RecordingWriter]:
+    writers = [RecordingWriter(directory / f"r{i}.au.age", [recipient], "ulaw", 8000) for i in range(n)]
+    for writer in writers:
+        write_blocks(writer, real_stereo("ulaw")[:40000], block=8000)  # 80,000 bytes: one chunk sealed
+        assert writer.unsynced
+    return writers
+
+
+@pytest.mark.skipif(writer_module._SYNCFS is None, reason="no syncfs(2) here")
+def test_one_syncfs_makes_every_writer_durable(
+    tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers = sealed_writers(tmp_path, recipient, 3)
+    calls = counting(monkeypatch)
+    durability = Durability(tmp_path)
+    assert durability.sync(writers) == []
+    assert calls == ["syncfs"]
+    assert not any(w.unsynced for w in writers)
+    assert durability.sync([]) == [] and calls == ["syncfs"]
+    durability.close()
+
+
+def test_fdatasync_each_where_there_is_no_syncfs(
+    tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers = sealed_writers(tmp_path, recipient, 3)
+    calls = counting(monkeypatch)
+    monkeypatch.setattr(writer_module, "_SYNCFS", None)
+    durability = Durability(tmp_path)
+    assert durability.sync(writers) == []
+    assert calls == ["fdatasync"] * 3
+    assert not any(w.unsynced for w in writers)
+    with pytest.raises(OSError, match="not implemented"):
+        syncfs(durability.fd)
+    durability.close()
+
+
+def failing_syncfs(err: int) -> Callable[[int], int]:
+    def syncfs(fd: int) -> int:
+        ctypes.set_errno(err)
+        return -1
+
+    return syncfs
+
+
+def test_a_syncfs_error_is_pinpointed_by_each_files_own_sync(
+    tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers = sealed_writers(tmp_path, recipient, 3)
+    monkeypatch.setattr(writer_module, "_SYNCFS", failing_syncfs(errno.EIO))
+    durability = Durability(tmp_path)
+    with pytest.raises(OSError, match="Input/output error"):
+        syncfs(durability.fd)
+    # No file's own fdatasync fails: the error was another file's on that filesystem.
+    ((who, error),) = durability.sync(writers)
+    assert who is None and error.errno == errno.EIO
+    assert not any(w.unsynced for w in writers)  # each one's fdatasync succeeded
+    more = real_stereo("ulaw")[40000:68000]
+    for writer in writers:
+        writer.append(40000, more)  # one more chunk each
+        assert writer.unsynced
+    bad = writers[1].fd
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        if fd == bad:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    ((who, error),) = durability.sync(writers)
+    assert who is writers[1] and error.errno == errno.EIO
+    assert [w.unsynced for w in writers] == [False, True, False]
+    durability.close()
+
+
+def test_g711_codes_are_written_as_they_are(tmp_path: Path, identity: str, recipient: str) -> None:
+    """uint8 blocks are codes of the recording's law (the engine passes G.711 through)."""
+    samples = real_stereo("ulaw")[:16000]
+    codes = ulaw_encode(samples.reshape(-1)).reshape(-1, 2)
+    writer = RecordingWriter(tmp_path / "r.au.age", [recipient], "ulaw", 8000)
+    writer.append(0, codes[:8000])
+    writer.append(8000, samples[8000:])  # linear blocks still work
+    info = writer.finish()
+    plain = age.decrypt(info.path.read_bytes(), [identity])
+    assert plain[au.DATA_OFFSET :] == codes.tobytes()
+    pcm = RecordingWriter(tmp_path / "p.au.age", [recipient], "pcm16", 8000)
+    with pytest.raises(ValueError, match="must be int16"):
+        pcm.append(0, codes)
+    pcm.discard()
 
 
 def test_discard_unlinks(tmp_path: Path, recipient: str) -> None:
