@@ -219,19 +219,24 @@ class RecordingStarted:
 
 
 Samples: TypeAlias = NDArray[np.int16]
+Codes: TypeAlias = NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AudioBlock:
     """Stereo samples (shape ``(n, 2)``: caller left, callee right) from sample ``start`` on.
 
-    Blocks of one call are contiguous and in order: each starts where the previous ended.
+    Blocks of one call are contiguous and in order: each starts where the previous ended. ``samples``
+    are linear 16-bit values when ``encoding`` is "pcm16", else the G.711 codes ("ulaw", "alaw": one
+    byte each) the recording keeps, passed through from the wire without a decode and re-encode
+    (``codecs.g711.to_pcm`` gives the linear values).
     """
 
     ts: float
     call_id: str
     start: int
-    samples: Samples
+    samples: Samples | Codes
+    encoding: str = "pcm16"
 
 
 class GapReason(StrEnum):

@@ -9,6 +9,8 @@ store keep a G.711 call as G.711 without loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -90,3 +92,39 @@ def ulaw_encode(pcm: NDArray[np.int16]) -> NDArray[np.uint8]:
 
 def alaw_encode(pcm: NDArray[np.int16]) -> NDArray[np.uint8]:
     return ALAW_ENCODE[pcm.astype(np.int32) + 32768]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Law:
+    """One G.711 law as tables: ``decode`` (256 codes to linear), ``encode`` (65,536 linear values,
+    offset by 32,768, to codes) and the code of silence."""
+
+    name: str
+    decode: NDArray[np.int16]
+    encode: NDArray[np.uint8]
+    silence: int
+
+    def encode_clipped(self, pcm: NDArray[np.int32]) -> NDArray[np.uint8]:
+        """Codes for linear values that may exceed 16 bits (sums), clipped first."""
+        out: NDArray[np.uint8] = self.encode[np.clip(pcm, -32768, 32767) + 32768]
+        return out
+
+
+LAWS = {"ulaw": Law("ulaw", ULAW_DECODE, ULAW_ENCODE, ULAW_SILENCE),
+        "alaw": Law("alaw", ALAW_DECODE, ALAW_ENCODE, ALAW_SILENCE)}  # fmt: skip
+
+
+def transcoder(source: str, target: str) -> NDArray[np.uint8] | None:
+    """A 256-entry table from ``source`` codes to ``target`` codes; None when they are the same law."""
+    if source == target:
+        return None
+    out: NDArray[np.uint8] = LAWS[target].encode[LAWS[source].decode.astype(np.int32) + 32768]
+    return out
+
+
+def to_pcm(samples: NDArray[np.int16] | NDArray[np.uint8], encoding: str) -> NDArray[np.int16]:
+    """Linear samples from samples held as ``encoding`` ("pcm16", "ulaw" or "alaw")."""
+    if encoding == "pcm16":
+        return samples.astype(np.int16, copy=False)
+    out: NDArray[np.int16] = LAWS[encoding].decode[samples]
+    return out

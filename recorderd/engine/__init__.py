@@ -10,20 +10,28 @@ its stage and dropped, so hostile or broken traffic never stops the pipeline.
 
 Fast path. Nearly every frame on a mirror port is an RTP packet of a stream already known: G.711 in
 UDP in an option-less IPv4 packet in an Ethernet frame, untagged or with one 802.1Q tag.
-:meth:`Engine.feed_batch` reads such a frame's headers with one ``struct`` call and finds its stream in
-one dictionary probe on the raw address bytes and SSRC, then hands it straight to the stream. Anything
-else, and the first packet of every stream, takes the general path (:meth:`Engine.feed`), which also
-fills the fast path's table. An entry is dropped whenever the general path could decide differently
-for it: its call ended or renegotiated media, or a binding of one of its endpoints changed. The tests
+:meth:`Engine.feed_batch` takes a whole libpcap batch at once: it reads every frame's headers with a
+few NumPy gathers, finds the known streams by their raw address bytes and SSRC with one dictionary
+probe per distinct stream in the batch, and places each run of such frames between two others with
+:meth:`StreamTable.push_many`. Anything else, and the first packet of every stream, takes the general
+path (:meth:`Engine.feed`) in its place in the batch, which also fills the fast path's table; timers
+fire between frames exactly where they would frame by frame. An entry is dropped whenever the general
+path could decide differently for it: its call ended or renegotiated media, or a binding of one of its
+endpoints changed; frames of the batch already matched to it are then sent the general way. The tests
 replay every capture both ways and require identical events.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
 
 from recorderd.config import EngineConfig
+from recorderd.engine import mix
 from recorderd.engine.call import RATE, CallMedia, Leg
 from recorderd.errors import ParseError
 from recorderd.events import (
@@ -43,25 +51,72 @@ from recorderd.events import (
 )
 from recorderd.net import NetDecoder
 from recorderd.rtp.demux import MediaMap
-from recorderd.rtp.packet import is_rtcp, parse_rtp
-from recorderd.rtp.stream import Kind, Outcome, RtpStream
+from recorderd.rtp.packet import RtpPacket, is_rtcp, parse_rtp
+from recorderd.rtp.stream import Kind, Outcome, StreamTable
 from recorderd.sip.dialog import DialogTracker
 from recorderd.sip.message import parse_sip, user_part
 
 TICK = 0.25  # seconds of capture time between housekeeping passes
+REMATCH = 256  # frames between matches of a batch's rest while new streams join the fast path
 
-# An Ethernet frame from its EtherType (offset 12) to the end of a 12-byte RTP header (offset 54):
-# EtherType; IPv4 version/IHL, total length, flags/fragment offset, protocol; source and destination
-# addresses and UDP ports as one 12-byte key; UDP length; RTP first byte, marker/PT, sequence number,
-# timestamp, SSRC.
-_FAST = struct.Struct("!HBxH2xHxB2x12sH2xBBHII")
-_META = struct.Struct("=4I")
+# An Ethernet frame from its start to the end of a 12-byte RTP header (offset 54), as the fast path
+# reads it (after an 802.1Q tag, from 4 bytes further on): EtherType; IPv4 version/IHL, total length,
+# flags/fragment offset, protocol; source and destination addresses; UDP ports and length; RTP first
+# byte, marker/payload type, sequence number, timestamp, SSRC.
+_HEADER = np.dtype(
+    {
+        "names": [
+            "etype",
+            "vihl",
+            "length",
+            "frag",
+            "proto",
+            "addrs",
+            "ports",
+            "ulen",
+            "b0",
+            "b1",
+            "seq",
+            "ts",
+            "ssrc",
+        ],
+        "formats": [">u2", "u1", ">u2", ">u2", "u1", ">u8", ">u4", ">u2", "u1", "u1", ">u2", ">u4", ">u4"],
+        "offsets": [12, 14, 16, 20, 23, 26, 34, 38, 42, 43, 44, 46, 50],
+        "itemsize": 54,
+    }
+)
+_SPAN = np.arange(54)
 _ETH_IPV4, _ETH_VLAN = 0x0800, 0x8100
-_AUDIO = Kind.AUDIO
-_ACCEPTED = Outcome.ACCEPTED
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads the second key word before the two are combined
 
-FastKey = tuple[bytes, int]  # src, dst, sport, dport as on the wire; SSRC
+FastKey = tuple[int, int]  # source and destination addresses; ports << 32 | SSRC
+FastEntry = tuple[int, int, int]  # slot, payload type, payload length
 Endpoint = tuple[bytes, int]
+I64 = NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Matched:
+    """A batch's frames as the fast path sees them: stream slot (-1: take the general path), RTP
+    sequence number, timestamp and payload type, and where the payload is in ``data`` and its size."""
+
+    slots: I64
+    candidate: NDArray[np.bool_]  # IPv4 UDP carrying RTP version 2 without options or padding
+    key: NDArray[np.uint64]  # source and destination addresses
+    key2: NDArray[np.uint64]  # ports << 32 | SSRC
+    seq: I64
+    ts: I64
+    pt: I64
+    at: I64
+    size: I64
+    data: NDArray[np.uint8]
+
+
+def _rows(data: NDArray[np.uint8], at: I64, length: int) -> NDArray[np.uint8]:
+    """The ``length`` bytes at each of ``at``, one row each (a copy)."""
+    view = as_strided(data, shape=(len(data) - length + 1, length), strides=(1, 1), writeable=False)
+    rows: NDArray[np.uint8] = view[at]
+    return rows
 
 
 def _reason(error: ParseError) -> str:
@@ -83,10 +138,18 @@ class Engine:
         self.net = NetDecoder(self.counters)
         self.dialogs = DialogTracker(self.counters, max_calls=self.config.max_calls)
         self.media = MediaMap()
+        self.streams = StreamTable()
         self.calls: dict[str, CallMedia] = {}
         self._next_tick = 0.0
-        # fast path: stream key -> (call, stream, payload type, how the store keeps it)
-        self._fast: dict[FastKey, tuple[CallMedia, RtpStream, int, str]] = {}
+        # fast path: stream key -> (slot, payload type, payload length); slots whose entry went
+        # since the current batch was matched
+        self._fast: dict[FastKey, FastEntry] = {}
+        self._fast_gone: list[int] = []
+        self._fast_added = 0
+        self._ending: list[tuple[CallMedia, CallEnded]] = []  # ended calls not yet written out
+        # fast frames of the current batch not yet placed: those in [from, to) that have a slot
+        self._held: tuple[_Matched, NDArray[np.float64]] | None = None
+        self._held_from = self._held_to = 0
         self._fast_by_call: dict[str, set[FastKey]] = {}
         self._fast_by_endpoint: dict[Endpoint, set[FastKey]] = {}
 
@@ -99,80 +162,188 @@ class Engine:
         self.counters["frames"] += 1
         for datagram in self.net.feed(frame):
             self._datagram(datagram, out)
+        self._finish(out)
         return out
 
     def feed_batch(self, batch: FrameBatch) -> list[Event]:
         """The events of every frame in ``batch``, exactly as :meth:`feed` frame by frame would give."""
         out: list[Event] = []
-        data, fast = batch.data, self._fast
-        ethernet = batch.linktype == 1
-        fast_frames = 0
-        for sec, usec, off, caplen in _META.iter_unpack(batch.meta):
-            now = sec + usec / 1_000_000
-            if now >= self._next_tick:
-                out.extend(self.advance(now))
-            if ethernet and caplen >= 54:
-                start = off
-                etype, vihl, length, frag, proto, key, ulen, b0, b1, seq, ts, ssrc = _FAST.unpack_from(
-                    data, off + 12
-                )
-                if etype == _ETH_VLAN and caplen >= 58:
-                    start = off + 4
-                    etype, vihl, length, frag, proto, key, ulen, b0, b1, seq, ts, ssrc = _FAST.unpack_from(
-                        data, start + 12
-                    )
-                entry = fast.get((key, ssrc))
-                if (
-                    entry is not None
-                    and etype == _ETH_IPV4
-                    and vihl == 0x45
-                    and not frag & 0x3FFF
-                    and proto == 17
-                    and b0 == 0x80
-                    and ulen == length - 20
-                    and (b1 & 0x7F) == entry[2]
-                    and start + 14 + length <= off + caplen
-                ):
-                    call, stream, pt, encoding = entry
-                    payload = data[start + 54 : start + 14 + length]
-                    if call.encoding is not None and call.encoding != encoding and call.encoding != "pcm16":
-                        call.counters["transcoded_packets"] += 1
-                    call.last_activity = now
-                    outcome = stream.push(
-                        seq, ts, pt, payload, _AUDIO, len(payload), now,
-                        round((now - call.media_start) * RATE), call.base,
-                    )  # fmt: skip
-                    if outcome is not _ACCEPTED:
-                        self.counters[f"rtp.{outcome.name.lower()}"] += 1
-                    fast_frames += 1
-                    continue
-            self.counters["frames"] += 1
-            for datagram in self.net.feed(Frame(now, batch.linktype, data[off : off + caplen])):
-                self._datagram(datagram, out)
-        self.counters["frames"] += fast_frames
-        self.counters["frames.fast"] += fast_frames
+        n = batch.count
+        if not n:
+            return out
+        meta = np.frombuffer(batch.meta, dtype=np.uint32).reshape(n, 4)
+        now = meta[:, 0] + meta[:, 1] / 1_000_000  # as Frame.ts: the same double arithmetic
+        if batch.linktype != 1 or len(batch.data) < 58:
+            self._general(batch, meta, now, 0, n, out)
+            self._finish(out)
+            return out
+        m = self._match(batch, meta)
+        self._held, self._held_from, self._held_to = (m, now), 0, 0
+        self._fast_gone.clear()
+        self._fast_added = 0
+        matched_at = 0
+        tick = self._tick_index(now, 0)
+        slow = np.flatnonzero(m.slots < 0)
+        k = i = 0
+        while i < n:
+            if i == tick:
+                out.extend(self.advance(float(now[i])))
+                tick = self._tick_index(now, i + 1)
+            elif k < len(slow) and slow[k] == i:
+                self._general(batch, meta, now, i, i + 1, out)
+                k += 1
+                i += 1
+            else:
+                i = min(tick, int(slow[k]) if k < len(slow) else n)
+                self._held_to = i  # fast frames wait until something could depend on them
+                continue
+            if not (self._fast_gone or self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4)):
+                continue
+            if self._fast_gone:  # frames matched to an entry now gone take the general path
+                rest = m.slots[i:]
+                rest[np.isin(rest, self._fast_gone)] = -1
+                self._fast_gone.clear()
+            if self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4):
+                self._lookup(m, i)  # streams that started in this batch: match the rest again
+                matched_at, self._fast_added = i, 0
+            slow = i + np.flatnonzero(m.slots[i:] < 0)
+            k = 0
+        self._flush_held()
+        self._held = None
+        self._finish(out)
         return out
+
+    def _flush_held(self) -> None:
+        """Place the fast frames held back so far in this batch.
+
+        Fast frames are placed together, in as few array passes as possible, at the last moment that
+        keeps the result that of frame-by-frame order: before a timer tick, before a call's last audio
+        is written, before a fast-path entry goes, and before the general path places a packet of a
+        stream it already has. A frame in between that does none of these (SIP, other streams' first
+        packets) cannot change how a held frame is placed."""
+        if self._held is None or self._held_to <= self._held_from:
+            return
+        m, now = self._held
+        chosen = self._held_from + np.flatnonzero(m.slots[self._held_from : self._held_to] >= 0)
+        self._held_from = self._held_to
+        if len(chosen):
+            self._place(m, now, chosen)
+
+    def _tick_index(self, now: NDArray[np.float64], start: int) -> int:
+        """The first frame from ``start`` on that is due to fire the timers (len(now) if none)."""
+        due = now[start:] >= self._next_tick
+        return start + int(due.argmax()) if due.any() else len(now)
+
+    def _general(
+        self, batch: FrameBatch, meta: NDArray[np.uint32], now: NDArray[np.float64], start: int, end: int,
+        out: list[Event],
+    ) -> None:  # fmt: skip
+        data, linktype = batch.data, batch.linktype
+        for i in range(start, end):
+            ts = float(now[i])
+            if ts >= self._next_tick:
+                out.extend(self.advance(ts))
+            self.counters["frames"] += 1
+            off, caplen = int(meta[i, 2]), int(meta[i, 3])
+            for datagram in self.net.feed(Frame(ts, linktype, data[off : off + caplen])):
+                self._datagram(datagram, out)
+
+    def _match(self, batch: FrameBatch, meta: NDArray[np.uint32]) -> _Matched:
+        """Every frame's headers as the fast path reads them, and its stream if known."""
+        data = np.frombuffer(batch.data, dtype=np.uint8)
+        off, caplen = meta[:, 2].astype(np.int64), meta[:, 3].astype(np.int64)
+        start = np.where(caplen >= 54, off, 0)
+        vlan = (data[start + 12] == 0x81) & (data[start + 13] == 0x00) & (caplen >= 58)
+        start += 4 * vlan
+        h = data[np.minimum(start[:, None] + _SPAN, len(data) - 1)].view(_HEADER).ravel()
+        length = h["length"].astype(np.int64)
+        ok = (
+            (caplen >= 54)
+            & (h["etype"] == _ETH_IPV4)
+            & (h["vihl"] == 0x45)
+            & ((h["frag"] & 0x3FFF) == 0)
+            & (h["proto"] == 17)
+            & (h["b0"] == 0x80)
+            & (h["ulen"] == length - 20)
+            & (start + 14 + length <= off + caplen)
+        )
+        m = _Matched(
+            slots=np.full(len(h), -1, dtype=np.int64),
+            candidate=ok,
+            key=h["addrs"].astype(np.uint64),
+            key2=h["ports"].astype(np.uint64) << np.uint64(32) | h["ssrc"],
+            seq=h["seq"].astype(np.int64),
+            ts=h["ts"].astype(np.int64),
+            pt=(h["b1"] & 0x7F).astype(np.int64),
+            at=start + 54,
+            size=length - 40,  # IPv4, UDP and RTP headers
+            data=data,
+        )
+        self._lookup(m, 0)
+        return m
+
+    def _lookup(self, m: _Matched, first: int) -> None:
+        """Find the streams of the frames from ``first`` on that could take the fast path and have
+        none yet: one dictionary probe per distinct stream key."""
+        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
+        if not len(chosen) or not self._fast:
+            return
+        key, key2 = m.key[chosen], m.key2[chosen]
+        _, where, which = np.unique(key ^ (key2 * _MIX), return_index=True, return_inverse=True)
+        get = self._fast.get
+        entries = [get(k, (-1, -1, -1)) for k in zip(key[where].tolist(), key2[where].tolist(), strict=True)]
+        slot, entry_pt, entry_size = np.array(entries, dtype=np.int64).reshape(-1, 3).T
+        hit = (
+            (slot[which] >= 0)
+            & (key == key[where][which])  # the same stream, not another with the same hash
+            & (key2 == key2[where][which])
+            & (m.pt[chosen] == entry_pt[which])
+            & (m.size[chosen] == entry_size[which])
+        )
+        m.slots[chosen[hit]] = slot[which][hit]
+
+    def _place(self, m: _Matched, now: NDArray[np.float64], chosen: I64) -> None:
+        """Frames ``chosen`` of the batch, all audio of fast-path streams, into the stream table."""
+        self.counters["frames"] += len(chosen)
+        self.counters["frames.fast"] += len(chosen)
+        size = m.size[chosen]
+        smallest, largest = int(size.min()), int(size.max())
+        for length in [smallest] if smallest == largest else np.unique(size).tolist():
+            pick = chosen if smallest == largest else chosen[size == length]
+            rows = _rows(m.data, m.at[pick], length)
+            outcomes = self.streams.push_many(
+                m.slots[pick], m.seq[pick], m.ts[pick], m.pt[pick], now[pick], RATE, rows
+            )
+            for outcome, count in outcomes.items():
+                self.counters[f"rtp.{outcome.name.lower()}"] += count
 
     def advance(self, now: float) -> list[Event]:
         """Fire the timers due at capture time ``now`` and emit the audio that is ready."""
+        self._flush_held()
         self._next_tick = now + TICK
         out: list[Event] = []
         self.net.expire(now)
         for endpoint in self.media.expire(now):
             self._forget_endpoint(endpoint)
         self._apply(self.dialogs.advance(now), out)
+        due = []
         for call in list(self.calls.values()):
             reason = self._timed_out(call, now)
             if reason is not None:
                 self._apply(self.dialogs.end(call.call_id, now, reason), out)
-            else:
-                out.extend(call.flush(now))
+                continue
+            upto = call.due(now)
+            if upto is not None:
+                due.append((call, upto, now))
+        self._finish(out)
+        out.extend(mix.write(self.streams, due))
         return out
 
     def close(self, now: float) -> list[Event]:
         """End every open call (the capture is over) and return the remaining events."""
         out = self.advance(now)
         self._apply(self.dialogs.close(now), out)
+        self._finish(out)
         return out
 
     # -- dispatch ------------------------------------------------------------------------------------
@@ -212,6 +383,8 @@ class Engine:
             return
         try:
             packet = parse_rtp(d.payload)
+            if (hit[1], packet.ssrc, d.src, d.sport, d.dst, d.dport) in call.legs:
+                self._flush_held()  # held frames of this stream go first
             outcome, leg, kind = call.rtp(packet, hit[1], d)
         except ParseError as e:
             self.counters[f"drop.{_reason(e)}"] += 1
@@ -221,21 +394,25 @@ class Engine:
         elif outcome is not Outcome.ACCEPTED:
             self.counters[f"rtp.{outcome.name.lower()}"] += 1
         elif kind is Kind.AUDIO and leg is not None and len(d.src) == 4:
-            self._remember_fast(call, leg, packet.pt, d)
+            self._remember_fast(call, leg, packet, d)
 
     # -- the fast path's table -----------------------------------------------------------------------
 
-    def _remember_fast(self, call: CallMedia, leg: Leg, pt: int, d: Datagram) -> None:
-        key = (d.src + d.dst + d.sport.to_bytes(2, "big") + d.dport.to_bytes(2, "big"), leg.stream.ssrc)
-        codec = call.codec_of(pt, leg.side)
-        self._fast[key] = (call, leg.stream, pt, codec.encoding)
+    def _remember_fast(self, call: CallMedia, leg: Leg, packet: RtpPacket, d: Datagram) -> None:
+        key = (int.from_bytes(d.src + d.dst, "big"), (d.sport << 16 | d.dport) << 32 | packet.ssrc)
+        self._fast_added += key not in self._fast
+        self._fast[key] = (leg.slot, packet.pt, len(packet.payload))
         self._fast_by_call.setdefault(call.call_id, set()).add(key)
         for endpoint in ((d.src, d.sport), (d.dst, d.dport)):
             self._fast_by_endpoint.setdefault(endpoint, set()).add(key)
 
     def _forget(self, keys: set[FastKey]) -> None:
+        if any(key in self._fast for key in keys):
+            self._flush_held()  # they came before this
         for key in keys:
-            self._fast.pop(key, None)
+            entry = self._fast.pop(key, None)
+            if entry is not None:
+                self._fast_gone.append(entry[0])
 
     def _forget_call(self, call_id: str) -> None:
         self._forget(self._fast_by_call.pop(call_id, set()))
@@ -247,10 +424,12 @@ class Engine:
 
     def _apply(self, events: list[SipEvent], out: list[Event]) -> None:
         for event in events:
-            out.append(event)
             if isinstance(event, CallStarted):
+                self._finish(out)  # a Call-ID may come back: its last call's events go first
+                out.append(event)
                 self._started(event)
                 continue
+            out.append(event)
             call = self.calls.get(event.call_id)
             if call is None:
                 continue
@@ -268,27 +447,43 @@ class Engine:
             elif isinstance(event, CallTransferred):
                 call.transfers.append(event.refer_to)
             elif isinstance(event, CallEnded):
-                out.extend(self._ended(call, event))
+                self._ended(call, event)
 
     def _started(self, event: CallStarted) -> None:
         site = self.config.site
         direction = site.classify(user_part(event.from_uri), user_part(event.to_uri), event.src, event.dst)
-        self.calls[event.call_id] = CallMedia(event, direction, self.config)
+        self.calls[event.call_id] = CallMedia(event, direction, self.config, self.streams)
 
-    def _ended(self, call: CallMedia, event: CallEnded) -> list[Event]:
+    def _ended(self, call: CallMedia, event: CallEnded) -> None:
         self.media.unbind_call(call.call_id)
         self._forget_call(call.call_id)
         del self.calls[call.call_id]
-        out = call.finish(event.ts, event.reason, event.sip_status)
-        record = call.record(event.ts, event.reason, event.sip_status)
-        out.append(CallFinished(event.ts, call.call_id, record))
-        return out
+        call.finish(event.ts)
+        self._ending.append((call, event))
+
+    def _finish(self, out: list[Event]) -> None:
+        """The last audio and the CallFinished of every call ended since the last time, all at once:
+        one pass over the pending packets for a whole batch's hangups rather than one per call."""
+        if not self._ending:
+            return
+        self._flush_held()
+        ending, self._ending = self._ending, []
+        due = [(call, end, event.ts) for call, event in ending if (end := call.end()) is not None]
+        blocks = mix.write(self.streams, due, everything=True)
+        by_call: dict[str, list[Event]] = {}
+        for block in blocks:
+            by_call.setdefault(block.call_id, []).append(block)
+        for call, event in ending:
+            out.extend(by_call.get(call.call_id, ()))
+            record = call.record(event.ts, event.reason, event.sip_status)
+            self.streams.close([leg.slot for leg in call.legs.values()])
+            out.append(CallFinished(event.ts, call.call_id, record))
 
     def _timed_out(self, call: CallMedia, now: float) -> EndReason | None:
         if now - call.started.ts > self.config.max_call_length:
             return EndReason.MAX_LENGTH
         answered_or_media = call.answer_ts is not None
         if answered_or_media and not call.on_hold:
-            if now - call.last_activity > self.config.rtp_timeout:
+            if now - call.activity() > self.config.rtp_timeout:
                 return EndReason.RTP_TIMEOUT
         return None

@@ -1,12 +1,11 @@
-"""One call's media: its RTP streams, the stereo mix, and the record written when it ends.
+"""One call's media: its RTP streams, what is due to be written, and the record written when it ends.
 
 Sample 0 of the recording is the capture time of the call's first media packet (early media included).
-Each stream places its packets by RTP timestamp (see ``rtp/stream.py``); this module decodes them in
-blocks, one NumPy table lookup per payload type, and adds them into a two-channel accumulator (caller
-left, callee right; two streams of one side, as after an SSRC change or through a media relay, are summed).
-The accumulator is emitted as contiguous :class:`AudioBlock`s once every active stream has moved past a
-point by more than the reorder window, so a late packet still lands in place, and memory stays bounded
-by the window plus one block per call.
+Each stream places its packets by RTP timestamp into the engine's stream table (see ``rtp/stream.py``);
+the call decides when its audio is due: once every active stream has moved past a point by more than
+the reorder window, so a late packet still lands in place, in blocks of at least a second, and never
+more than :data:`MAX_LAG` behind the capture clock, so memory stays bounded. ``engine/mix.py`` writes
+the due audio of all calls at once.
 """
 
 from __future__ import annotations
@@ -19,27 +18,24 @@ import numpy as np
 from recorderd.codecs import COMFORT_NOISE, TELEPHONE_EVENT, Codec, decoder_for
 from recorderd.config import EngineConfig
 from recorderd.events import (
-    AudioBlock,
     CallRecord,
     CallStarted,
     Datagram,
     Direction,
     DtmfDigit,
     EndReason,
-    Event,
     Gap,
     GapReason,
     LegRecord,
     MediaDirection,
     MediaNegotiated,
     PayloadFormat,
-    RecordingStarted,
     Side,
     format_endpoint,
 )
 from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.stream import Kind, Outcome, RtpStream, Taken
+from recorderd.rtp.stream import Kind, Outcome, RtpStream, StreamTable
 
 RATE = 8000  # the recording's sample rate
 BLOCK = RATE  # emit audio in blocks of about one second
@@ -59,12 +55,23 @@ class Leg:
     decoded: bool = False
     undecodable: bool = False
 
+    @property
+    def slot(self) -> int:
+        return self.stream.slot
+
+    @property
+    def channel(self) -> int:
+        return 0 if self.side is Side.CALLER else 1
+
 
 class CallMedia:
     """Media and metadata of one call; created at CallStarted, finished at CallEnded."""
 
-    def __init__(self, started: CallStarted, direction: Direction, config: EngineConfig) -> None:
+    def __init__(
+        self, started: CallStarted, direction: Direction, config: EngineConfig, table: StreamTable
+    ) -> None:
         self.started = started
+        self.table = table
         self.call_id = started.call_id
         self.direction = direction
         self.config = config
@@ -87,8 +94,11 @@ class CallMedia:
         self.encodings: set[str] = set()  # how each decoded codec so far would be kept losslessly
         self.encoding: str | None = None  # the recording's, fixed when its first block is emitted
         self.emitted = 0  # samples handed out as AudioBlocks (once the recording has started)
-        self.base = 0  # recording sample at index 0 of the accumulator
-        self.mix = np.zeros((2 * BLOCK, 2), dtype=np.int32)
+        self.base = 0  # first sample not yet written out; what is before it is final
+        # Audio already placed at and after ``base`` (packets that straddled the last write), as
+        # linear sums, and how far each channel of it holds audio.
+        self.carry = np.zeros((0, 2), dtype=np.int32)
+        self.carry_end = [0, 0]
         self.audio_seen = False
 
     # -- signalling ---------------------------------------------------------------------------------
@@ -135,17 +145,18 @@ class CallMedia:
         if leg is None:
             if len(self.legs) >= self.config.max_streams_per_call:
                 return None, None, Kind.UNDECODABLE
-            stream = RtpStream(pkt.ssrc, now, now_pos, RATE, self.resync)
+            stream = RtpStream(
+                pkt.ssrc, now, now_pos, RATE, self.resync, self.table, self.media_start, self.base
+            )
             src, dst = format_endpoint(d.src, d.sport), format_endpoint(d.dst, d.dport)
             leg = Leg(side, stream, src, dst)
             self.legs[key] = leg
         kind, codec, duration = self._classify(pkt, side)
         if kind is Kind.AUDIO and codec is not None:
             leg.codec, leg.decoded = codec.name, True
-            self.encodings.add(codec.encoding)
-            if self.encoding not in (None, "pcm16", codec.encoding):
-                # the file's law was fixed before this codec appeared (a mid-call codec change)
-                self.counters["transcoded_packets"] += 1
+            self.encodings.add(
+                codec.encoding
+            )  # packets of another law than the file's are counted when written
         elif kind is Kind.UNDECODABLE:
             leg.undecodable = True
             if not leg.codec:
@@ -179,106 +190,49 @@ class CallMedia:
             return Kind.UNDECODABLE, None, ptime * fmt.rate // 1000
         return Kind.AUDIO, codec, len(pkt.payload) // codec.bytes_per_sample
 
-    def flush(self, now: float) -> list[Event]:
-        """Emit the audio every active stream has moved past, in blocks of at least a second."""
+    def activity(self) -> float:
+        """Capture time of the call's last signalling or media packet."""
+        slots = [leg.slot for leg in self.legs.values()]
+        return (
+            max(self.last_activity, float(self.table.last_seen[slots].max())) if slots else self.last_activity
+        )
+
+    def due(self, now: float) -> int | None:
+        """The sample before which audio is ready to be written at ``now``: what every active stream
+        has moved past, less the reorder window; None until that is at least a block."""
         if self.media_start is None:
-            return []
+            return None
         now_pos = self.position(now)
-        active = [leg.stream.high_pos for leg in self.legs.values() if now - leg.stream.last_ts < ACTIVE]
-        upto = (min(active) if active else now_pos) - self.window
+        table = self.table
+        active = [
+            table.high[s] for s in (leg.slot for leg in self.legs.values()) if now - table.last_ts[s] < ACTIVE
+        ]
+        upto = (int(min(active)) if active else now_pos) - self.window
         upto = max(upto, now_pos - MAX_LAG)
         if upto - self.base < BLOCK:
-            return []
-        return self._emit(upto, now)
+            return None
+        return upto
 
-    def _emit(self, upto: int, now: float) -> list[Event]:
-        for leg in self.legs.values():
-            channel = 0 if leg.side is Side.CALLER else 1
-            self._mix_in(leg, channel, leg.stream.take(upto))
-        out: list[Event] = []
-        while self.base < upto:  # in bounded pieces: a long capture gap is a long silence
-            n = min(upto - self.base, SILENCE_CHUNK)
-            self._reserve(n)
-            block = np.clip(self.mix[:n], -32768, 32767).astype(np.int16)
-            self._shift(n)
-            out.extend(self._blocks(block, now))
-        return out
+    def end(self) -> int | None:
+        """The sample after everything placed, when the call ends; None without media."""
+        if self.media_start is None:
+            return None
+        return max([self.base, *(int(self.table.high[leg.slot]) for leg in self.legs.values())])
 
-    def _mix_in(self, leg: Leg, channel: int, taken: Taken | None) -> None:
-        if taken is None:
-            return
-        audio = taken.kind == Kind.AUDIO
-        if not audio.any():
-            return
-        for pt in np.unique(taken.pt[audio]).tolist():
-            chosen = np.flatnonzero(audio & (taken.pt == pt))
-            codec = self.codec_of(pt, leg.side)
-            samples = codec.decode(b"".join([taken.payloads[i] for i in chosen.tolist()])).astype(np.int32)
-            starts = taken.pos[chosen] - self.base
-            sizes = taken.duration[chosen]
-            self._reserve(int((starts + sizes).max()))
-            self._scatter(channel, starts, sizes, samples)
-            self.audio_seen = True
-
-    def _scatter(self, channel: int, starts: np.ndarray, sizes: np.ndarray, samples: np.ndarray) -> None:
-        """Add packet after packet of ``samples`` into ``channel`` at ``starts`` (sorted)."""
-        size = int(sizes[0])
-        if (sizes == size).all() and (np.diff(starts) >= size).all():
-            # the usual case, equal packets that do not overlap: one vectorised add
-            index = (starts[:, None] + np.arange(size)).ravel()
-            self.mix[index, channel] += samples
-            return
-        offset = 0
-        for at, n in zip(starts.tolist(), sizes.tolist(), strict=True):
-            self.mix[at : at + n, channel] += samples[offset : offset + n]
-            offset += n
-
-    def _reserve(self, length: int) -> None:
-        if length > len(self.mix):
-            grown = np.zeros((max(length, 2 * len(self.mix)), 2), dtype=np.int32)
-            grown[: len(self.mix)] = self.mix
-            self.mix = grown
-
-    def _shift(self, n: int) -> None:
-        rest = len(self.mix) - n
-        self.mix[:rest] = self.mix[n:]
-        self.mix[rest:] = 0
-        self.base += n
-
-    def _blocks(self, block: np.ndarray, now: float) -> list[Event]:
-        """AudioBlocks for ``block`` (ending at ``self.base``), once the recording has audio."""
-        if not self.audio_seen:
-            return []
-        out: list[Event] = []
-        start = self.base - len(block)
-        if self.encoding is None:
-            # One G.711 law for every leg so far: keep it as is; otherwise 16-bit PCM loses nothing.
-            self.encoding = next(iter(self.encodings)) if len(self.encodings) == 1 else "pcm16"
-            out.append(RecordingStarted(self.media_start or now, self.call_id, self.encoding, RATE))
-        # Sample 0 is the first media packet; if decodable audio came later, the recording opens with
-        # silence for the span before it (undecodable or comfort-noise packets, ringing).
-        while self.emitted < start:
-            n = min(SILENCE_CHUNK, start - self.emitted)
-            silence = np.zeros((n, 2), dtype=np.int16)
-            out.append(AudioBlock(now, self.call_id, self.emitted, silence))
-            self.emitted += n
-        out.append(AudioBlock(now, self.call_id, start, block))
-        self.emitted = self.base
-        return out
+    def target_encoding(self) -> str:
+        """How the recording keeps its audio: fixed by the first block with audio, as one G.711 law
+        when every decoded codec so far is that law, otherwise 16-bit PCM (which loses nothing)."""
+        if self.encoding is not None:
+            return self.encoding
+        return next(iter(self.encodings)) if len(self.encodings) == 1 else "pcm16"
 
     # -- the end -------------------------------------------------------------------------------------
 
-    def finish(self, ts: float, reason: EndReason, sip_status: int | None) -> list[Event]:
-        """Emit the rest of the audio; the caller follows with the CallFinished from :meth:`record`."""
+    def finish(self, ts: float) -> None:
+        """Close the hold still open at the end; the engine then writes out the rest of the audio."""
         if self.hold_start is not None:
             self.holds.append((self.hold_start, ts))
             self.hold_start = None
-        if self.media_start is None:
-            return []
-        end = max([self.base, *(leg.stream.high_pos for leg in self.legs.values())])
-        if end <= self.base:
-            return []
-        return self._emit(end, ts)
 
     def record(self, ts: float, reason: EndReason, sip_status: int | None) -> CallRecord:
         s = self.started

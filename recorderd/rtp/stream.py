@@ -1,4 +1,4 @@
-"""One RTP stream (one SSRC in one direction of a call): placement in time, order, loss and duplicates.
+"""RTP streams (one SSRC in one direction of a call): placement in time, order, loss and duplicates.
 
 Theory of operation. A call's recording has its own sample clock: sample 0 is the capture time of the
 call's first media packet. A stream is *anchored* by its first packet: that packet's RTP timestamp is
@@ -8,33 +8,46 @@ arrival, is what makes reordering harmless (a packet lands where it belongs as l
 recording has not been written yet), fills loss with exactly the missing span of silence, and keeps the
 two directions aligned as the mirror port saw them. If the timestamp and the capture clock disagree by
 more than ``resync`` samples (a sender restarted its clock, a B2BUA switched sources under one SSRC) the
-stream is re-anchored and the event counted.
+stream is re-anchored and the event counted. Sequence numbers and timestamps are unwrapped (RFC 3550
+A.1) to the integer nearest the highest sequence number and the previous timestamp. Duplicates are found
+by extended sequence number over a bounded window; anything arriving for a span already written out is
+*late* and dropped. Loss follows RFC 3550 A.3: expected = highest - lowest extended sequence number + 1,
+lost = expected - unique packets received.
 
-Packets are held pending until the call asks for everything before some sample (``take``), in columns
-(arrays of positions, sequence numbers and packed kind/type/duration, and a list of payloads) rather than
-a tuple per packet: thousands of streams hold a million packets between them, and tuples would all be
-objects the garbage collector walks again and again;
-anything arriving for a span already taken is *late* and dropped. Duplicates are found by extended
-sequence number over a bounded window. Loss follows RFC 3550 A.3: expected = highest - lowest extended
-sequence number + 1, lost = expected - unique packets received.
+Data layout. Thousands of streams each take fifty packets a second, so the state of every stream lives
+in one :class:`StreamTable` as columns (a NumPy array per field, a row per stream, called its *slot*),
+and the packets placed but not yet written out live in one :class:`Pending` table of columns for all
+streams together, their payload bytes copied into one ring of bytes. That lets a whole capture batch of
+packets be placed with a few dozen array operations (:meth:`StreamTable.push_many`) instead of a Python
+call per packet, and lets the call mixer take every call's packets due at a tick in one sort
+(:meth:`StreamTable.take`). :meth:`StreamTable.push` is the same placement for one packet, for
+everything the batch path does not take; :meth:`push_many` hands it every stream whose packets in the
+batch are not simply the next ones in order (a duplicate, a reordering, a late packet, a resync), so
+the two give the same result packet for packet, which the tests check on random input.
 """
 
 from __future__ import annotations
 
-from array import array
+from collections import Counter
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from recorderd.rtp.dtmf import parse_telephone_event
 
 # Extended sequence numbers remembered for duplicate detection (a power of 2): 2.5 s of 20 ms packets,
-# more than the reorder window, so an older copy is dropped as late instead. Kept small and in one
-# contiguous array because thousands of streams share the CPU cache.
+# more than the reorder window, so an older copy is dropped as late instead.
 DUPLICATE_WINDOW = 128
 _WINDOW_MASK = DUPLICATE_WINDOW - 1
+NO_TAKE = np.iinfo(np.int64).min  # "take nothing of this stream"
+_GROUP = 1 << 44  # separates streams when running maxima are computed over several at once
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+U8 = NDArray[np.uint8]
 
 
 class Kind(IntEnum):
@@ -63,18 +76,6 @@ class Hole:
     lost: bool
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Taken:
-    """Packets handed out by :meth:`RtpStream.take`, in time order, as columns."""
-
-    pos: NDArray[np.int64]
-    seq: NDArray[np.int64]
-    kind: NDArray[np.int64]
-    pt: NDArray[np.int64]
-    duration: NDArray[np.int64]
-    payloads: list[bytes]
-
-
 @dataclass(frozen=True, slots=True)
 class Digit:
     pos: int  # sample position of the event start
@@ -82,66 +83,470 @@ class Digit:
     duration: int  # RTP timestamp units
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Taken:
+    """Packets handed out by :meth:`StreamTable.take`, as columns, ordered by slot, then time.
+
+    ``at`` is where each payload starts in the pending ring; :meth:`StreamTable.payloads` reads them.
+    """
+
+    slot: I64
+    pos: I64
+    seq: I64
+    kind: I64
+    pt: I64
+    duration: I64
+    at: I64
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+def _group_starts(keys: I64) -> NDArray[np.bool_]:
+    """True where a run of equal ``keys`` (sorted) begins."""
+    first = np.empty(len(keys), dtype=bool)
+    if len(keys):
+        first[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return first
+
+
+def _running_max(values: I64, group: I64) -> I64:
+    """The running maximum of ``values`` restarting at every new ``group`` (sorted, small ints)."""
+    shift = group * _GROUP
+    out: I64 = np.maximum.accumulate(values + shift) - shift
+    return out
+
+
+class Ring:
+    """Payload bytes of pending packets: one array written round and round.
+
+    A payload is stored whole and contiguous at a position that only grows (``at``); its bytes are at
+    ``at % size``. The table reports the oldest position still pending (:meth:`release`), and the ring
+    doubles instead of overwriting anything newer than that.
+    """
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self.buf: U8 = np.zeros(size, dtype=np.uint8)
+        self.head = 0  # next free position
+        self.tail = 0  # oldest position still needed
+
+    def _room(self, n: int) -> int:
+        """A position where ``n`` contiguous bytes fit, growing the ring if needed."""
+        size = len(self.buf)
+        at = self.head
+        if at % size + n > size:  # never split a payload over the end: skip to the start
+            at += size - at % size
+        while at + n - self.tail > len(self.buf):
+            self._grow()
+            size = len(self.buf)
+            at = self.head if self.head % size + n <= size else self.head + size - self.head % size
+        self.head = at + n
+        return at
+
+    def _grow(self) -> None:
+        old, size = self.buf, len(self.buf)
+        new = np.zeros(2 * size, dtype=np.uint8)
+        for at in range(self.tail - self.tail % size, self.head, size):  # live bytes, a lap at a time
+            lo, hi = max(at, self.tail), min(at + size, self.head)
+            if lo < hi:
+                new[lo % (2 * size) : lo % (2 * size) + hi - lo] = old[lo % size : lo % size + hi - lo]
+        self.buf = new
+
+    def put(self, payload: bytes) -> int:
+        at = self._room(len(payload))
+        start = at % len(self.buf)
+        self.buf[start : start + len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+        return at
+
+    def put_rows(self, rows: U8) -> I64:
+        """Store equal-length payloads (a 2-D array, one row each); their positions."""
+        count, width = rows.shape
+        at = self._room(count * width)
+        start = at % len(self.buf)
+        self.buf[start : start + count * width] = rows.ravel()
+        positions: I64 = at + width * np.arange(count, dtype=np.int64)
+        return positions
+
+    def rows(self, at: I64, width: int) -> U8:
+        """Payloads of ``width`` bytes at positions ``at``, one row each."""
+        size = len(self.buf)
+        view = as_strided(self.buf, shape=(size - width + 1, width), strides=(1, 1), writeable=False)
+        out: U8 = view[at % size]
+        return out
+
+    def gather(self, at: I64, width: I64) -> U8:
+        """Payloads of any lengths at positions ``at``, concatenated."""
+        if len(at) and (width == width[0]).all():
+            return self.rows(at, int(width[0])).ravel()
+        starts = np.cumsum(width) - width
+        index = np.arange(int(width.sum()), dtype=np.int64) + np.repeat(at % len(self.buf) - starts, width)
+        out: U8 = self.buf[index]
+        return out
+
+
+class _Columns:
+    """Growable columns of pending packets: slot, position, extended sequence number, info, ring
+    position; ``info`` packs duration << 16 | kind << 8 | payload type."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[I64, I64, I64, I64, I64]] = []
+        self.one: list[tuple[int, int, int, int, int]] = []
+
+    def add(self, slot: I64, pos: I64, seq: I64, info: I64, at: I64) -> None:
+        self.parts.append((slot, pos, seq, info, at))
+
+    def add_one(self, slot: int, pos: int, seq: int, info: int, at: int) -> None:
+        self.one.append((slot, pos, seq, info, at))
+
+    def __len__(self) -> int:
+        return sum(len(p[0]) for p in self.parts) + len(self.one)
+
+    def merged(self) -> tuple[I64, I64, I64, I64, I64]:
+        """All pending rows as five columns (merged into one part, so the next call is cheap)."""
+        if self.one:
+            rows = np.array(self.one, dtype=np.int64).reshape(-1, 5)
+            self.parts.append((rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]))
+            self.one = []
+        if not self.parts:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty, empty, empty
+        if len(self.parts) > 1:
+            slot, pos, seq, info, at = (np.concatenate(column) for column in zip(*self.parts, strict=True))
+            self.parts = [(slot, pos, seq, info, at)]
+        return self.parts[0]
+
+
+class StreamTable:
+    """The state of every RTP stream of an engine, a slot each, and their pending packets."""
+
+    _INT = (
+        "ssrc", "packets", "duplicates", "late", "resyncs", "payload_type", "first_pos", "anchor",
+        "anchored", "ts_ref", "seq_max", "seq_min", "taken_end", "taken_seq", "high", "floor", "resync",
+    )  # fmt: skip
+    _FLOAT = ("first_ts", "last_ts", "last_seen", "media_start")
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = 0
+        self.count = 0  # slots ever handed out; slots below it may be free
+        self._free: list[int] = []
+        self.holes: list[list[Hole]] = []
+        self.events: list[dict[int, Digit]] = []
+        self.ring = Ring()
+        self.pending = _Columns()
+        self.ssrc = self.packets = self.duplicates = self.late = self.resyncs = np.empty(0, np.int64)
+        self.payload_type = self.first_pos = self.anchor = self.anchored = np.empty(0, np.int64)
+        self.ts_ref = self.seq_max = self.seq_min = self.taken_end = np.empty(0, np.int64)
+        self.taken_seq = self.high = self.floor = self.resync = np.empty(0, np.int64)
+        self.first_ts = self.last_ts = self.last_seen = self.media_start = np.empty(0, np.float64)
+        self.seen = np.empty((0, DUPLICATE_WINDOW), np.int64)
+        self._grow(capacity)
+
+    def _grow(self, capacity: int) -> None:
+        old = self.capacity
+        for name in self._INT + self._FLOAT:
+            column = getattr(self, name)
+            grown = np.zeros(capacity, dtype=column.dtype)
+            grown[:old] = column
+            setattr(self, name, grown)
+        seen = np.full((capacity, DUPLICATE_WINDOW), -1, dtype=np.int64)
+        seen[:old] = self.seen
+        self.seen = seen
+        self.holes += [[] for _ in range(capacity - old)]
+        self.events += [{} for _ in range(capacity - old)]
+        self.capacity = capacity
+
+    # -- slots ---------------------------------------------------------------------------------------
+
+    def open(self, ssrc: int, now: float, now_pos: int, resync: int, media_start: float, floor: int) -> int:
+        """A new stream's slot; ``now_pos`` is the sample of capture time ``now`` in its call."""
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self.count == self.capacity:
+                self._grow(2 * self.capacity)
+            slot = self.count
+            self.count += 1
+        for name in self._INT + self._FLOAT:
+            getattr(self, name)[slot] = 0
+        self.seen[slot] = -1
+        self.ssrc[slot], self.resync[slot], self.floor[slot] = ssrc, resync, floor
+        self.first_ts[slot] = self.last_ts[slot] = self.last_seen[slot] = now
+        self.media_start[slot] = media_start
+        self.payload_type[slot] = self.seq_max[slot] = self.seq_min[slot] = -1
+        self.taken_end[slot] = self.taken_seq[slot] = -1
+        self.first_pos[slot] = self.high[slot] = now_pos
+        self.holes[slot] = []
+        self.events[slot] = {}
+        return slot
+
+    def close(self, slots: list[int]) -> None:
+        """Free ``slots`` (their call has ended and taken everything) for reuse."""
+        self._free.extend(slots)
+
+    # -- arrival, one packet -------------------------------------------------------------------------
+
+    def push(
+        self,
+        slot: int,
+        seq: int,
+        ts: int,
+        pt: int,
+        payload: bytes,
+        kind: Kind,
+        duration: int,
+        now: float,
+        now_pos: int,
+        floor: int,
+    ) -> Outcome:
+        """Place one packet captured at ``now`` (sample ``now_pos``) covering ``duration`` samples;
+        ``floor`` is the first sample not yet written out, so anything placed before it is late."""
+        outcome, pos, ext = self._place(slot, seq, ts, pt, kind, now, now_pos, floor, payload)
+        if outcome is _ACCEPTED:
+            at = self.ring.put(payload) if kind == Kind.AUDIO else 0
+            self._accept(slot, pos, ext, duration << 16 | kind << 8 | pt, at, now, duration)
+        return outcome
+
+    def _place(
+        self,
+        slot: int,
+        seq: int,
+        ts: int,
+        pt: int,
+        kind: Kind,
+        now: float,
+        now_pos: int,
+        floor: int,
+        payload: bytes | None,
+    ) -> tuple[Outcome, int, int]:
+        self.last_seen[slot] = now
+        high = int(self.seq_max[slot])
+        if high >= 0:
+            delta = (seq - high) & 0xFFFF
+            seq = high + delta if delta < 0x8000 else high + delta - 0x10000
+            if self.seen[slot, seq & _WINDOW_MASK] == seq:
+                self.duplicates[slot] += 1
+                return _DUPLICATE, 0, seq
+        if not self.anchored[slot]:
+            self.ts_ref[slot], self.anchored[slot] = ts, 1
+            self.anchor[slot] = now_pos - ts
+            pos = now_pos
+        else:
+            ts_ref = int(self.ts_ref[slot])
+            delta = (ts - ts_ref) & 0xFFFFFFFF
+            ext = ts_ref + (delta if delta < 0x80000000 else delta - 0x100000000)
+            pos = int(self.anchor[slot]) + ext
+            if kind is not _EVENT:
+                # Telephone events keep their start timestamp for the whole key press: no resync.
+                resync = int(self.resync[slot])
+                if pos - now_pos > resync or now_pos - pos > resync:
+                    self.resyncs[slot] += 1
+                    self.anchor[slot] = now_pos - ext
+                    pos = now_pos
+                self.ts_ref[slot] = ext
+        if pos < floor:
+            self.late[slot] += 1
+            return _LATE, pos, seq
+        if kind is _EVENT:
+            assert payload is not None
+            self._event(slot, payload, pos)  # may raise ParseError: the packet is then not counted
+        else:
+            self.payload_type[slot] = pt
+        if seq > high:
+            self.seq_max[slot] = seq
+        if seq < self.seq_min[slot] or not self.packets[slot]:  # extended numbers may be negative
+            self.seq_min[slot] = seq
+        self.seen[slot, seq & _WINDOW_MASK] = seq
+        return _ACCEPTED, pos, seq
+
+    def _accept(self, slot: int, pos: int, ext: int, info: int, at: int, now: float, duration: int) -> None:
+        self.packets[slot] += 1
+        self.last_ts[slot] = now
+        if pos + duration > self.high[slot]:
+            self.high[slot] = pos + duration
+        self.pending.add_one(slot, pos, ext, info, at)
+
+    def _event(self, slot: int, payload: bytes, pos: int) -> None:
+        event = parse_telephone_event(payload)
+        known = self.events[slot].get(pos)
+        if known is None or event.duration > known.duration:
+            self.events[slot][pos] = Digit(pos, event.digit, event.duration)
+
+    # -- arrival, a batch ----------------------------------------------------------------------------
+
+    def push_many(
+        self,
+        slots: I64,
+        seq: I64,
+        ts: I64,
+        pt: I64,
+        now: F64,
+        sample_rate: int,
+        payloads: U8,
+    ) -> Counter[Outcome]:
+        """Place audio packets of known streams, in arrival order: exactly what :meth:`push` packet by
+        packet would do. ``payloads`` holds one payload per row (all the same length, one sample per
+        byte, so that length is every packet's duration); ``pt`` is each packet's payload type.
+
+        A stream whose packets here are simply the next ones (each sequence number above the last by
+        less than half the sequence space, each placed within the resync bound and after the floor)
+        is placed with array operations; any other stream goes through the one-packet path in arrival
+        order. Returns how many packets were not accepted, by outcome."""
+        order = np.argsort(slots, kind="stable")
+        s = slots[order]
+        first = _group_starts(s)
+        group = np.cumsum(first) - 1
+        o_seq, o_ts, o_now = seq[order], ts[order], now[order]
+        # sequence numbers, each unwrapped against the previous packet of its stream
+        high = self.seq_max[s]
+        prev = np.empty_like(high)
+        prev[1:] = o_seq[:-1]
+        prev[first] = high[first] & 0xFFFF
+        step = (o_seq - prev) & 0xFFFF
+        total = np.cumsum(step)
+        ext = (high - (total - step))[first][group] + total
+        # timestamps, each unwrapped against the previous packet of its stream (RFC 3550 A.1)
+        ts_ref = self.ts_ref[s]
+        prev = np.empty_like(ts_ref)
+        prev[1:] = o_ts[:-1]
+        prev[first] = ts_ref[first]
+        tstep = (o_ts - prev) & 0xFFFFFFFF
+        tstep -= (tstep >= 0x80000000) * 0x100000000
+        total = np.cumsum(tstep)
+        ext_ts = (ts_ref - (total - tstep))[first][group] + total
+        pos = self.anchor[s] + ext_ts
+        now_pos = np.round((o_now - self.media_start[s]) * sample_rate).astype(np.int64)
+        resync = self.resync[s]
+        odd = (
+            (step == 0)
+            | (step >= 0x8000)
+            | (high < 0)
+            | (self.anchored[s] == 0)
+            | (pos - now_pos > resync)
+            | (now_pos - pos > resync)
+            | (pos < self.floor[s])
+        )
+        outcomes: Counter[Outcome] = Counter()
+        if odd.any():
+            odd_stream = np.zeros(int(group[-1]) + 1, dtype=bool)
+            odd_stream[group[odd]] = True
+            odd = odd_stream[group]
+            for i in np.sort(order[odd]).tolist():
+                outcome = self._push_audio(int(slots[i]), int(seq[i]), int(ts[i]), int(pt[i]), float(now[i]),
+                                           sample_rate, payloads[i])  # fmt: skip
+                if outcome is not _ACCEPTED:
+                    outcomes[outcome] += 1
+            keep = np.flatnonzero(~odd)
+            if not len(keep):
+                return outcomes
+            order, s, ext, ext_ts, pos = (a[keep] for a in (order, s, ext, ext_ts, pos))
+            o_now = o_now[keep]
+            first = _group_starts(s)
+        starts = np.flatnonzero(first)
+        last = np.append(starts[1:] - 1, len(s) - 1)
+        duration = payloads.shape[1]
+        slot = s[starts]
+        self.seq_max[slot] = ext[last]
+        self.ts_ref[slot] = ext_ts[last]
+        self.last_ts[slot] = self.last_seen[slot] = o_now[last]
+        self.payload_type[slot] = pt[order[last]]
+        self.packets[slot] += np.diff(np.append(starts, len(s)))
+        self.high[slot] = np.maximum(self.high[slot], pos[last] + duration)
+        # The duplicate window: every sequence number here is above all those in it, so in each cell
+        # the newest is the largest.
+        np.maximum.at(self.seen.reshape(-1), s * DUPLICATE_WINDOW + (ext & _WINDOW_MASK), ext)
+        at = self.ring.put_rows(payloads[order])
+        info = duration << 16 | int(Kind.AUDIO) << 8 | pt[order]
+        self.pending.add(s, pos, ext, info, at)
+        return outcomes
+
+    def _push_audio(
+        self, slot: int, seq: int, ts: int, pt: int, now: float, sample_rate: int, payload: U8
+    ) -> Outcome:
+        now_pos = round((now - float(self.media_start[slot])) * sample_rate)
+        duration = len(payload)
+        outcome, pos, ext = self._place(
+            slot, seq, ts, pt, Kind.AUDIO, now, now_pos, int(self.floor[slot]), None
+        )
+        if outcome is _ACCEPTED:
+            at = self.ring.put(payload.tobytes())
+            self._accept(slot, pos, ext, duration << 16 | int(Kind.AUDIO) << 8 | pt, at, now, duration)
+        return outcome
+
+    # -- departure -----------------------------------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.pending)
+
+    def take(self, before: I64) -> Taken | None:
+        """Hand out the pending packets of every slot placed before ``before[slot]`` (nothing for
+        :data:`NO_TAKE`), ordered by slot, then position, then sequence number; note the holes
+        between them. None when there are none."""
+        slot, pos, seq, info, at = self.pending.merged()
+        ready = pos < before[slot]
+        if not ready.any():
+            return None
+        rest = ~ready
+        kept = (slot[rest], pos[rest], seq[rest], info[rest], at[rest])
+        self.pending.parts = [kept]
+        audio = (kept[3] >> 8 & 0xFF) == Kind.AUDIO
+        self.ring.tail = int(kept[4][audio].min()) if audio.any() else self.ring.head
+        slot, pos, seq, info, at = slot[ready], pos[ready], seq[ready], info[ready], at[ready]
+        order = np.lexsort((seq, pos, slot))
+        slot, pos, seq, info, at = slot[order], pos[order], seq[order], info[order], at[order]
+        taken = Taken(slot, pos, seq, (info >> 8) & 0xFF, info & 0xFF, info >> 16, at)
+        self._note_holes(taken)
+        return taken
+
+    def _note_holes(self, t: Taken) -> None:
+        first = _group_starts(t.slot)
+        group = np.cumsum(first) - 1
+        starts = np.flatnonzero(first)
+        slot = t.slot[starts]
+        taken_end = self.taken_end[t.slot]
+        ends = _running_max(np.maximum(t.pos + t.duration, taken_end), group)
+        before_end = np.empty_like(ends)
+        before_end[1:] = ends[:-1]
+        before_end[first] = taken_end[first]
+        before_seq = np.empty_like(ends)
+        before_seq[1:] = t.seq[:-1]
+        before_seq[first] = self.taken_seq[slot]
+        for i in np.flatnonzero((t.pos > before_end) & (before_end >= 0)).tolist():
+            hole = Hole(int(before_end[i]), int(t.pos[i]), bool(t.seq[i] - before_seq[i] > 1))
+            self.holes[int(t.slot[i])].append(hole)
+        last = np.append(starts[1:] - 1, len(t) - 1)
+        self.taken_end[slot] = ends[last]
+        self.taken_seq[slot] = t.seq[last]
+
+    def payloads(self, taken: Taken, rows: I64) -> U8:
+        """The payload bytes of ``taken``'s audio ``rows``, concatenated."""
+        return self.ring.gather(taken.at[rows], taken.duration[rows])
+
+    def digits(self, slot: int) -> list[Digit]:
+        return sorted(self.events[slot].values(), key=lambda d: d.pos)
+
+
 class RtpStream:
-    """State of one SSRC. ``kind_of`` maps a payload type to how its payload is treated."""
+    """One stream's view of its slot in a table: what the call and the tests read, and :meth:`push`
+    and :meth:`take` for a stream on its own."""
 
-    __slots__ = (
-        "ssrc",
-        "samples_per_second",
-        "resync",
-        "packets",
-        "duplicates",
-        "late",
-        "resyncs",
-        "first_ts",
-        "last_ts",
-        "payload_type",
-        "first_pos",
-        "_anchor",
-        "_ts_ref",
-        "_seq_max",
-        "_seq_min",
-        "_seen",
-        "_pos",
-        "_seq",
-        "_info",
-        "_payloads",
-        "_taken_end",
-        "high",
-        "_taken_seq",
-        "holes",
-        "_events",
-    )
+    __slots__ = ("table", "slot")
 
-    def __init__(self, ssrc: int, now: float, now_pos: int, rate: int, resync: int) -> None:
-        self.ssrc = ssrc
-        self.samples_per_second = rate
-        self.resync = resync
-        self.packets = 0
-        self.duplicates = 0
-        self.late = 0
-        self.resyncs = 0
-        self.first_ts = now
-        self.last_ts = now
-        self.payload_type = -1
-        self.first_pos = now_pos
-        self._anchor: int | None = None  # recording sample of extended RTP timestamp 0
-        self._ts_ref = 0
-        self._seq_max = -1
-        self._seq_min = -1
-        # extended sequence numbers by their low bits: a packet is a duplicate when its slot holds it
-        self._seen = array("q", [-1]) * DUPLICATE_WINDOW
-        self._pos = array("q")  # pending packets: sample position,
-        self._seq = array("q")  # extended sequence number,
-        self._info = array("q")  # duration << 16 | kind << 8 | payload type,
-        self._payloads: list[bytes] = []  # and payload
-        self._taken_end = -1  # end sample of the last packet handed out
-        self.high = now_pos  # end sample of the furthest packet placed
-        self._taken_seq = -1
-        self.holes: list[Hole] = []
-        self._events: dict[int, Digit] = {}
-
-    # -- arrival -------------------------------------------------------------------------------------
+    def __init__(
+        self,
+        ssrc: int,
+        now: float,
+        now_pos: int,
+        rate: int,
+        resync: int,
+        table: StreamTable | None = None,
+        media_start: float | None = None,
+        floor: int = 0,
+    ) -> None:
+        self.table = table if table is not None else StreamTable()
+        start = media_start if media_start is not None else now - now_pos / rate
+        self.slot = self.table.open(ssrc, now, now_pos, resync, start, floor)
 
     def push(
         self,
@@ -155,116 +560,69 @@ class RtpStream:
         now_pos: int,
         floor: int,
     ) -> Outcome:
-        """Take one packet captured at ``now`` (sample ``now_pos``) that covers ``duration`` samples;
-        ``floor`` is the first sample not yet written out, so anything placed before it is late.
-
-        This runs once per RTP packet, so it is written for speed. The one place in recorderd that
-        unwraps 16-bit sequence numbers and 32-bit timestamps (RFC 3550 A.1): each is extended to the
-        integer nearest the highest one seen, so a wrap from 65535 to 0 continues at 65536."""
-        high = self._seq_max
-        seen = self._seen
-        if high >= 0:
-            delta = (seq - high) & 0xFFFF
-            seq = high + delta if delta < 0x8000 else high + delta - 0x10000
-            if seen[seq & _WINDOW_MASK] == seq:
-                self.duplicates += 1
-                return _DUPLICATE
-        anchor = self._anchor
-        if anchor is None:
-            self._ts_ref = ts
-            self._anchor = anchor = now_pos - ts
-            pos = now_pos
-        else:
-            delta = (ts - self._ts_ref) & 0xFFFFFFFF
-            ext = self._ts_ref + (delta if delta < 0x80000000 else delta - 0x100000000)
-            pos = anchor + ext
-            if kind is not _EVENT:
-                # Telephone events keep their start timestamp for the whole key press: no resync.
-                if pos - now_pos > self.resync or now_pos - pos > self.resync:
-                    self.resyncs += 1
-                    self._anchor = now_pos - ext
-                    pos = now_pos
-                self._ts_ref = ext
-        if pos < floor:
-            self.late += 1
-            return _LATE
-        if kind is _EVENT:
-            self._event(payload, pos)  # may raise ParseError: the packet is then not counted
-        else:
-            self.payload_type = pt
-        if seq > high:
-            self._seq_max = seq
-        if seq < self._seq_min or self._seq_min < 0:
-            self._seq_min = seq
-        seen[seq & _WINDOW_MASK] = seq
-        self.packets += 1
-        self.last_ts = now
-        end = pos + duration
-        if end > self.high:
-            self.high = end
-        self._pos.append(pos)
-        self._seq.append(seq)
-        self._info.append(duration << 16 | kind << 8 | pt)
-        self._payloads.append(payload)
-        return _ACCEPTED
-
-    def _event(self, payload: bytes, pos: int) -> None:
-        event = parse_telephone_event(payload)
-        known = self._events.get(pos)
-        if known is None or event.duration > known.duration:
-            self._events[pos] = Digit(pos, event.digit, event.duration)
-
-    # -- departure -----------------------------------------------------------------------------------
-
-    @property
-    def pending(self) -> int:
-        return len(self._pos)
+        return self.table.push(self.slot, seq, ts, pt, payload, kind, duration, now, now_pos, floor)
 
     def take(self, before: int) -> Taken | None:
-        """Hand out, in time order, the pending packets placed before sample ``before``, and note the
-        holes between them; None when there are none."""
-        if not self._pos:
-            return None
-        pos, seq, info = (np.array(a, dtype=np.int64) for a in (self._pos, self._seq, self._info))
-        order = np.lexsort((seq, pos))
-        cut = int(np.searchsorted(pos[order], before))
-        if cut == 0:
-            return None
-        ready, rest = order[:cut], order[cut:]
-        payloads = self._payloads
-        taken = Taken(
-            pos[ready], seq[ready], (info[ready] >> 8) & 0xFF, info[ready] & 0xFF, info[ready] >> 16,
-            [payloads[i] for i in ready.tolist()],
-        )  # fmt: skip
-        keep = rest.tolist()
-        self._pos, self._seq, self._info = (array("q", a[rest].tobytes()) for a in (pos, seq, info))
-        self._payloads = [payloads[i] for i in keep]
-        self._note_holes(taken)
-        return taken
+        limit = np.full(self.table.capacity, NO_TAKE, dtype=np.int64)
+        limit[self.slot] = before
+        return self.table.take(limit)
 
-    def _note_holes(self, t: Taken) -> None:
-        ends = np.maximum.accumulate(np.maximum(t.pos + t.duration, self._taken_end))
-        before_end = np.concatenate(([self._taken_end], ends[:-1]))
-        before_seq = np.concatenate(([self._taken_seq], t.seq[:-1]))
-        gaps = np.flatnonzero((t.pos > before_end) & (before_end >= 0))
-        for i in gaps.tolist():
-            self.holes.append(Hole(int(before_end[i]), int(t.pos[i]), bool(t.seq[i] - before_seq[i] > 1)))
-        self._taken_end, self._taken_seq = int(ends[-1]), int(t.seq[-1])
+    def _get(self, name: str) -> int:
+        column: I64 = getattr(self.table, name)
+        return int(column[self.slot])
 
-    # -- reporting -----------------------------------------------------------------------------------
+    @property
+    def ssrc(self) -> int:
+        return self._get("ssrc")
+
+    @property
+    def packets(self) -> int:
+        return self._get("packets")
+
+    @property
+    def duplicates(self) -> int:
+        return self._get("duplicates")
+
+    @property
+    def late(self) -> int:
+        return self._get("late")
+
+    @property
+    def resyncs(self) -> int:
+        return self._get("resyncs")
+
+    @property
+    def payload_type(self) -> int:
+        return self._get("payload_type")
+
+    @property
+    def first_pos(self) -> int:
+        return self._get("first_pos")
+
+    @property
+    def high_pos(self) -> int:
+        return self._get("high")
+
+    @property
+    def first_ts(self) -> float:
+        return float(self.table.first_ts[self.slot])
+
+    @property
+    def last_ts(self) -> float:
+        return float(self.table.last_ts[self.slot])
 
     @property
     def expected(self) -> int:
-        return 0 if self._seq_max < 0 else self._seq_max - self._seq_min + 1
+        high = self._get("seq_max")
+        return 0 if high < 0 else high - self._get("seq_min") + 1
 
     @property
     def lost(self) -> int:
         return self.expected - self.packets
 
     @property
-    def high_pos(self) -> int:
-        """Sample just after the furthest audio placed so far (pending or taken)."""
-        return self.high
+    def holes(self) -> list[Hole]:
+        return self.table.holes[self.slot]
 
     def digits(self) -> list[Digit]:
-        return sorted(self._events.values(), key=lambda d: d.pos)
+        return self.table.digits(self.slot)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recorderd.codecs.g711 import alaw_encode, ulaw_encode
+from recorderd.codecs.g711 import alaw_encode, to_pcm, ulaw_encode
 from recorderd.config import EngineConfig
 from recorderd.engine import Engine
 from recorderd.engine.call import SILENCE_CHUNK
@@ -57,7 +57,8 @@ class Call:
         return finished.record
 
     def audio(self) -> np.ndarray:
-        return np.concatenate([e.samples for e in self.events if isinstance(e, AudioBlock)])
+        blocks = [e for e in self.events if isinstance(e, AudioBlock)]
+        return np.concatenate([to_pcm(e.samples, e.encoding) for e in blocks])
 
 
 def test_a_call_mixing_laws_is_kept_as_16_bit_pcm_without_loss() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from recorderd.capture.pcap import OfflineSource
+from recorderd.codecs.g711 import to_pcm
 from recorderd.config import EngineConfig
 from recorderd.engine import Engine
 from recorderd.events import AudioBlock, CallFinished, CallRecord, Event
@@ -53,6 +54,6 @@ def _collect(events: list[Event], out: Replayed) -> None:
         if isinstance(event, AudioBlock):
             blocks = out.audio.setdefault(event.call_id, [])
             assert sum(len(b) for b in blocks) == event.start, "audio blocks must be contiguous"
-            blocks.append(event.samples)
+            blocks.append(to_pcm(event.samples, event.encoding))
         elif isinstance(event, CallFinished):
             out.records.setdefault(event.call_id, []).append(event.record)

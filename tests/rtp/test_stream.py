@@ -91,7 +91,7 @@ def test_timestamp_jump_resyncs_to_the_capture_clock() -> None:
 def test_burst_larger_than_the_dedup_window_stays_bounded() -> None:
     s = RtpStream(0x1234, 0.0, 0, 8000, 8000)
     feed(s, [(i, 160 * i, 0.02 * i) for i in range(5000)])
-    assert len(s._seen) == DUPLICATE_WINDOW
+    assert s.table.seen.shape[1] == DUPLICATE_WINDOW
     assert s.packets == 5000 and s.lost == 0
     assert feed(s, [(4999 - DUPLICATE_WINDOW + 1, 160 * (4999 - DUPLICATE_WINDOW + 1), 100.0)]) == [
         Outcome.DUPLICATE

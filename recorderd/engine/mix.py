@@ -1,0 +1,237 @@
+"""Writing out calls' audio: every due call's packets taken from the stream table in one pass.
+
+At each tick the engine asks every call how far its audio is due (:meth:`CallMedia.due`) and hands
+the due calls here together: one :meth:`StreamTable.take` sorts all their packets, one gather reads all
+their payloads, and each call's share becomes :class:`AudioBlock` events. A call's audio is placed in
+one of two ways:
+
+* **passthrough**, the usual case: the recording keeps one G.711 law and each channel's packets come
+  from one stream and do not overlap. The payload codes are copied into place as they came off the
+  wire (through a 256-entry table for a packet of the other law), holes hold the law's silence code,
+  and the blocks carry the codes, so nothing is decoded and re-encoded.
+* **mixing**, otherwise (two streams on one side, as through a media relay or after an SSRC change
+  that overlaps; overlapping packets; a 16-bit PCM recording of mixed laws): payloads are decoded and
+  summed in 32 bits, clipped to 16 bits when written.
+
+Both give the same audio: G.711 decoding is exact and a code re-encodes to itself, except that u-law
+has two codes for zero (0x7F, 0xFF) and passthrough keeps whichever was sent.
+
+A packet placed before a call's due sample but ending after it (the due sample falls inside it) is
+placed whole; the part after the due sample is kept as the call's *carry*, in linear values, for the
+next write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from recorderd.codecs.g711 import LAWS, transcoder
+from recorderd.engine.call import RATE, SILENCE_CHUNK, CallMedia, Leg
+from recorderd.events import AudioBlock, Event, RecordingStarted, Samples
+from recorderd.rtp.stream import NO_TAKE, Kind, StreamTable, Taken
+
+I64 = NDArray[np.int64]
+U8 = NDArray[np.uint8]
+_EVERYTHING = np.iinfo(np.int64).max
+_AUDIO = int(Kind.AUDIO)
+
+
+class _Piece:
+    """Consecutive audio packets of one stream and one codec: where they go and their codes."""
+
+    __slots__ = ("channel", "slot", "starts", "sizes", "codes", "encoding")
+
+    def __init__(self, channel: int, slot: int, starts: I64, sizes: I64, codes: U8, encoding: str) -> None:
+        self.channel, self.slot, self.starts, self.sizes = channel, slot, starts, sizes
+        self.codes, self.encoding = codes, encoding
+
+    @property
+    def end(self) -> int:
+        return int((self.starts + self.sizes).max())
+
+    def overlaps(self) -> bool:
+        return bool((self.starts[1:] < self.starts[:-1] + self.sizes[:-1]).any())
+
+
+def write(
+    table: StreamTable, due: list[tuple[CallMedia, int, float]], everything: bool = False
+) -> list[Event]:
+    """AudioBlocks for every ``(call, upto, now)`` in ``due``: its audio before sample ``upto``, at
+    capture time ``now``. With ``everything`` (calls that ended) all their pending packets are taken,
+    audio or not."""
+    if not due:
+        return []
+    limit = np.full(table.capacity, NO_TAKE, dtype=np.int64)
+    owner = np.full(table.capacity, -1, dtype=np.int64)
+    for i, (call, upto, _) in enumerate(due):
+        for leg in call.legs.values():
+            limit[leg.slot] = _EVERYTHING if everything else upto
+            owner[leg.slot] = i
+    taken = table.take(limit)
+    out: list[Event] = []
+    if taken is None:
+        for call, upto, now in due:
+            out += _write(call, [], upto, now)
+        return out
+    row_call = owner[taken.slot]
+    order = np.argsort(row_call, kind="stable")  # by call, then as taken: by slot, position, sequence
+    audio = order[taken.kind[order] == _AUDIO]
+    codes = table.payloads(taken, audio)
+    ends = np.cumsum(taken.duration[audio])
+    rows = np.searchsorted(row_call[audio], np.arange(len(due) + 1))
+    byte_at = np.concatenate(([0], ends))[rows]
+    for i, (call, upto, now) in enumerate(due):
+        pieces = _pieces(call, taken, audio[rows[i] : rows[i + 1]], codes[byte_at[i] : byte_at[i + 1]])
+        out += _write(call, pieces, upto, now)
+    return out
+
+
+def _pieces(call: CallMedia, t: Taken, rows: I64, codes: U8) -> list[_Piece]:
+    """The call's audio rows (by slot, then time) cut into pieces of one stream and one codec."""
+    if not len(rows):
+        return []
+    legs = {leg.slot: leg for leg in call.legs.values()}
+    slot, pt, pos, size = t.slot[rows], t.pt[rows], t.pos[rows] - call.base, t.duration[rows]
+    cut = np.flatnonzero((slot[1:] != slot[:-1]) | (pt[1:] != pt[:-1])) + 1
+    bounds = [0, *cut.tolist(), len(rows)]
+    offsets = np.concatenate(([0], np.cumsum(size)))
+    pieces = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        leg: Leg = legs[int(slot[a])]
+        codec = call.codec_of(int(pt[a]), leg.side)
+        piece_codes = codes[offsets[a] : offsets[b]]
+        pieces.append(_Piece(leg.channel, leg.slot, pos[a:b], size[a:b], piece_codes, codec.encoding))
+    return pieces
+
+
+def _write(call: CallMedia, pieces: list[_Piece], upto: int, now: float) -> list[Event]:
+    target = call.target_encoding()
+    if pieces:
+        call.audio_seen = True
+        if call.encoding not in (None, "pcm16"):
+            # the file's law was fixed before these packets' codec appeared (a mid-call codec change)
+            other = sum(len(p.starts) for p in pieces if p.encoding != call.encoding)
+            if other:
+                call.counters["transcoded_packets"] += other
+    n = upto - call.base
+    span = max([len(call.carry), *(p.end for p in pieces)])
+    source: NDArray[np.int32] | U8
+    if target in LAWS and _passes_through(call, pieces):
+        source, tail = _place_codes(call, pieces, target, span, n)
+        encoding = target
+    else:
+        source, tail = _mix(call, pieces, span, n)
+        encoding = "pcm16"
+    channel_end = [call.carry_end[c] - n for c in (0, 1)]
+    for p in pieces:
+        channel_end[p.channel] = max(channel_end[p.channel], p.end - n)
+    call.carry = tail
+    call.carry_end = [max(0, e) for e in channel_end]
+    call.base = upto
+    call.table.floor[[leg.slot for leg in call.legs.values()]] = upto
+    return _blocks(call, source, n, encoding, now)
+
+
+def _passes_through(call: CallMedia, pieces: list[_Piece]) -> bool:
+    slots: list[set[int]] = [set(), set()]
+    for p in pieces:
+        slots[p.channel].add(p.slot)
+        if p.overlaps() or int(p.starts[0]) < call.carry_end[p.channel]:
+            return False
+    if any(len(s) > 1 for s in slots):
+        return False
+    # one stream per channel: its pieces (codec changes) follow each other in time
+    for channel in (0, 1):
+        mine = [p for p in pieces if p.channel == channel]
+        for before, after in zip(mine, mine[1:], strict=False):
+            if int(after.starts[0]) < before.end:
+                return False
+    return True
+
+
+def _place_codes(
+    call: CallMedia, pieces: list[_Piece], target: str, span: int, n: int
+) -> tuple[U8, NDArray[np.int32]]:
+    """Passthrough: the codes of ``[0, span)`` as a (span, 2) array, and the carry after ``n``."""
+    law = LAWS[target]
+    plane = np.full((2, span), law.silence, dtype=np.uint8)
+    for channel in (0, 1):
+        end = call.carry_end[channel]
+        if end:
+            plane[channel, :end] = law.encode_clipped(call.carry[:end, channel])
+    for p in pieces:
+        table = transcoder(p.encoding, target)
+        codes = p.codes if table is None else table[p.codes]
+        _put(plane[p.channel], p.starts, p.sizes, codes)
+    tail = np.zeros((max(0, span - n), 2), dtype=np.int32)
+    for channel in (0, 1):
+        end = max([call.carry_end[channel] - n, *(p.end - n for p in pieces if p.channel == channel), 0])
+        tail[:end, channel] = law.decode[plane[channel, n : n + end]]
+    return plane.T, tail
+
+
+def _put(row: U8, starts: I64, sizes: I64, codes: U8) -> None:
+    first = int(starts[0])
+    if (starts[1:] == starts[:-1] + sizes[:-1]).all():  # back to back, the usual case: one copy
+        row[first : first + len(codes)] = codes
+        return
+    index = np.arange(len(codes), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+    row[index] = codes
+
+
+def _mix(
+    call: CallMedia, pieces: list[_Piece], span: int, n: int
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """Mixing: linear sums of ``[0, span)`` as a (span, 2) int32 array, and the carry after ``n``."""
+    mix = np.zeros((span, 2), dtype=np.int32)
+    mix[: len(call.carry)] = call.carry
+    for p in pieces:
+        samples = LAWS[p.encoding].decode[p.codes].astype(np.int32)
+        size = int(p.sizes[0])
+        if (p.sizes == size).all() and not p.overlaps():
+            index = (p.starts[:, None] + np.arange(size)).ravel()
+            mix[index, p.channel] += samples
+            continue
+        offset = 0
+        for at, k in zip(p.starts.tolist(), p.sizes.tolist(), strict=True):
+            mix[at : at + k, p.channel] += samples[offset : offset + k]
+            offset += k
+    return mix, mix[n:].copy()
+
+
+def _blocks(
+    call: CallMedia, source: NDArray[np.int32] | U8, n: int, encoding: str, now: float
+) -> list[Event]:
+    """AudioBlocks for the ``n`` samples before ``call.base`` (``source`` holds the first of them; the
+    rest are silence), in pieces of at most :data:`SILENCE_CHUNK`, once the recording has audio."""
+    if not call.audio_seen or n <= 0:
+        return []
+    out: list[Event] = []
+    if call.encoding is None:
+        call.encoding = call.target_encoding()
+        out.append(RecordingStarted(call.media_start or now, call.call_id, call.encoding, RATE))
+    start = call.base - n
+    # Sample 0 is the first media packet; if decodable audio came later, the recording opens with
+    # silence for the span before it (undecodable or comfort-noise packets, ringing).
+    empty = source[:0]
+    while call.emitted < start:
+        k = min(SILENCE_CHUNK, start - call.emitted)
+        out.append(AudioBlock(now, call.call_id, call.emitted, _block(empty, k, encoding), encoding))
+        call.emitted += k
+    for a in range(0, n, SILENCE_CHUNK):
+        b = min(n, a + SILENCE_CHUNK)
+        out.append(AudioBlock(now, call.call_id, start + a, _block(source[a:b], b - a, encoding), encoding))
+    call.emitted = call.base
+    return out
+
+
+def _block(have: NDArray[np.int32] | U8, n: int, encoding: str) -> Samples | U8:
+    """A block of ``n`` samples: ``have`` (sums clipped to 16 bits, or codes), then silence."""
+    if encoding == "pcm16":
+        pcm = np.zeros((n, 2), dtype=np.int16)
+        pcm[: len(have)] = np.clip(have, -32768, 32767)
+        return pcm
+    codes = np.full((n, 2), LAWS[encoding].silence, dtype=np.uint8)
+    codes[: len(have)] = have
+    return codes
