@@ -40,18 +40,16 @@ _AUDIO = int(Kind.AUDIO)
 class _Piece:
     """Consecutive audio packets of one stream and one codec: where they go and their codes."""
 
-    __slots__ = ("channel", "slot", "starts", "sizes", "codes", "encoding")
+    __slots__ = ("channel", "slot", "starts", "sizes", "codes", "encoding", "end", "back_to_back", "overlaps")
 
     def __init__(self, channel: int, slot: int, starts: I64, sizes: I64, codes: U8, encoding: str) -> None:
         self.channel, self.slot, self.starts, self.sizes = channel, slot, starts, sizes
         self.codes, self.encoding = codes, encoding
-
-    @property
-    def end(self) -> int:
-        return int((self.starts + self.sizes).max())
-
-    def overlaps(self) -> bool:
-        return bool((self.starts[1:] < self.starts[:-1] + self.sizes[:-1]).any())
+        ends = starts + sizes
+        self.end = int(ends.max())
+        follows = starts[1:] - ends[:-1]  # starts are sorted: compare each packet with the one before
+        self.back_to_back = not follows.any()
+        self.overlaps = bool((follows < 0).any())
 
 
 def write(
@@ -137,7 +135,7 @@ def _passes_through(call: CallMedia, pieces: list[_Piece]) -> bool:
     slots: list[set[int]] = [set(), set()]
     for p in pieces:
         slots[p.channel].add(p.slot)
-        if p.overlaps() or int(p.starts[0]) < call.carry_end[p.channel]:
+        if p.overlaps or int(p.starts[0]) < call.carry_end[p.channel]:
             return False
     if any(len(s) > 1 for s in slots):
         return False
@@ -155,29 +153,29 @@ def _place_codes(
 ) -> tuple[U8, NDArray[np.int32]]:
     """Passthrough: the codes of ``[0, span)`` as a (span, 2) array, and the carry after ``n``."""
     law = LAWS[target]
-    plane = np.full((2, span), law.silence, dtype=np.uint8)
+    frames = np.full((span, 2), law.silence, dtype=np.uint8)
     for channel in (0, 1):
         end = call.carry_end[channel]
         if end:
-            plane[channel, :end] = law.encode_clipped(call.carry[:end, channel])
+            frames[:end, channel] = law.encode_clipped(call.carry[:end, channel])
     for p in pieces:
         table = transcoder(p.encoding, target)
         codes = p.codes if table is None else table[p.codes]
-        _put(plane[p.channel], p.starts, p.sizes, codes)
+        first = int(p.starts[0])
+        if p.back_to_back:  # the usual case: one copy
+            frames[first : first + len(codes), p.channel] = codes
+        else:
+            sizes = p.sizes
+            index = np.arange(len(codes), dtype=np.int64) + np.repeat(
+                p.starts - (np.cumsum(sizes) - sizes), sizes
+            )
+            frames[index, p.channel] = codes
     tail = np.zeros((max(0, span - n), 2), dtype=np.int32)
     for channel in (0, 1):
         end = max([call.carry_end[channel] - n, *(p.end - n for p in pieces if p.channel == channel), 0])
-        tail[:end, channel] = law.decode[plane[channel, n : n + end]]
-    return plane.T, tail
-
-
-def _put(row: U8, starts: I64, sizes: I64, codes: U8) -> None:
-    first = int(starts[0])
-    if (starts[1:] == starts[:-1] + sizes[:-1]).all():  # back to back, the usual case: one copy
-        row[first : first + len(codes)] = codes
-        return
-    index = np.arange(len(codes), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-    row[index] = codes
+        if end:
+            tail[:end, channel] = law.decode[frames[n : n + end, channel]]
+    return frames, tail
 
 
 def _mix(
@@ -189,7 +187,7 @@ def _mix(
     for p in pieces:
         samples = LAWS[p.encoding].decode[p.codes].astype(np.int32)
         size = int(p.sizes[0])
-        if (p.sizes == size).all() and not p.overlaps():
+        if (p.sizes == size).all() and not p.overlaps:
             index = (p.starts[:, None] + np.arange(size)).ravel()
             mix[index, p.channel] += samples
             continue
@@ -221,7 +219,12 @@ def _blocks(
         call.emitted += k
     for a in range(0, n, SILENCE_CHUNK):
         b = min(n, a + SILENCE_CHUNK)
-        out.append(AudioBlock(now, call.call_id, start + a, _block(source[a:b], b - a, encoding), encoding))
+        block: Samples | U8
+        if source.dtype == np.uint8 and b <= len(source):
+            block = source[a:b].view(np.uint8)  # codes placed for this write alone: no copy
+        else:
+            block = _block(source[a:b], b - a, encoding)
+        out.append(AudioBlock(now, call.call_id, start + a, block, encoding))
     call.emitted = call.base
     return out
 

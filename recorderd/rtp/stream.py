@@ -451,7 +451,7 @@ class StreamTable:
         self.last_ts[slot] = self.last_seen[slot] = o_now[last]
         self.payload_type[slot] = pt[order[last]]
         self.packets[slot] += np.diff(np.append(starts, len(s)))
-        self.high[slot] = np.maximum(self.high[slot], pos[last] + duration)
+        self.high[slot] = np.maximum(self.high[slot], np.maximum.reduceat(pos, starts) + duration)
         # The duplicate window: every sequence number here is above all those in it, so in each cell
         # the newest is the largest.
         np.maximum.at(self.seen.reshape(-1), s * DUPLICATE_WINDOW + (ext & _WINDOW_MASK), ext)

@@ -35,7 +35,7 @@ def _tables(start_seq: int, start_ts: int) -> tuple[StreamTable, StreamTable, li
     return a, b, slots
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     packets=st.lists(packet, min_size=1, max_size=300),
     cuts=st.lists(st.integers(1, 300), max_size=6),
