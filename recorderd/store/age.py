@@ -26,6 +26,7 @@ cryptographically; the index keeps the SHA-256 of every finished ciphertext for 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import io
@@ -71,8 +72,10 @@ class _Sink(Protocol):
 # Keys and encodings
 
 
+@functools.lru_cache(maxsize=64)
 def parse_recipient(text: str) -> bytes:
-    """The 32-byte X25519 public key of an ``age1...`` recipient."""
+    """The 32-byte X25519 public key of an ``age1...`` recipient (remembered: every new recording
+    is encrypted to the same few)."""
     try:
         hrp, key = bech32.decode(text)
     except bech32.Bech32Error:
