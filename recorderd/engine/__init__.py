@@ -56,7 +56,7 @@ from recorderd.rtp.stream import Kind, Outcome, StreamTable
 from recorderd.sip.dialog import DialogTracker
 from recorderd.sip.message import parse_sip, user_part
 
-TICK = 0.25  # seconds of capture time between housekeeping passes
+TICK = 0.5  # seconds of capture time between housekeeping passes (timers, writing audio out)
 REMATCH = 256  # frames between matches of a batch's rest while new streams join the fast path
 
 # An Ethernet frame from its start to the end of a 12-byte RTP header (offset 54), as the fast path
