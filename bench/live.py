@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = [int(r) for r in args.rates.split(",") if r]
     captures = [capture_for(r, args.calls, args.seconds, args.out) for r in rates]
     points = []
-    work = Path(tempfile.mkdtemp(prefix="recorderd-live-"))
+    work = Path(tempfile.mkdtemp(prefix="recorderd-live-", dir=args.out))  # not /tmp: see bench.stage
     try:
         with namespaces("L") as pair:
             biggest = max(captures, key=lambda c: c.stats.frames)

@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="recorderd-profile-") as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="recorderd-profile-", dir=args.pcap.parent
+    ) as tmp:  # as bench.stage
         profiler = profile_replay(args.pcap, Path(tmp), store=not args.no_store)
     if args.dump:
         profiler.dump_stats(args.dump)

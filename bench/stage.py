@@ -134,7 +134,9 @@ def _window(text: str | None) -> Window | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="recorderd-bench-") as tmp:
+    # The store goes next to the capture, on the disk a real store would be on, not in /tmp: on the
+    # reference machine creating a file in /tmp cost 0.76 ms against 0.02 ms elsewhere on the same disk.
+    with tempfile.TemporaryDirectory(prefix="recorderd-bench-", dir=args.pcap.parent) as tmp:
         job = Job(args.pcap, Path(tmp), args.rtp_packets, args.calls, args.call_seconds, _window(args.window))
         result = STAGES[args.stage](job)
     print(result.as_json())

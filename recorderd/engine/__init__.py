@@ -104,6 +104,7 @@ class _Matched:
     candidate: NDArray[np.bool_]  # IPv4 UDP carrying RTP version 2 without options or padding
     key: NDArray[np.uint64]  # source and destination addresses
     key2: NDArray[np.uint64]  # ports << 32 | SSRC
+    hashed: NDArray[np.uint64]  # both keys in one, for sorting and searching
     seq: I64
     ts: I64
     pt: I64
@@ -145,7 +146,7 @@ class Engine:
         # since the current batch was matched
         self._fast: dict[FastKey, FastEntry] = {}
         self._fast_gone: list[int] = []
-        self._fast_added = 0
+        self._fast_new: list[FastKey] = []  # entries made since the current batch was matched
         self._ending: list[tuple[CallMedia, CallEnded]] = []  # ended calls not yet written out
         # fast frames of the current batch not yet placed: those in [from, to) that have a slot
         self._held: tuple[_Matched, NDArray[np.float64]] | None = None
@@ -163,6 +164,7 @@ class Engine:
         for datagram in self.net.feed(frame):
             self._datagram(datagram, out)
         self._finish(out)
+        self._fast_new.clear()  # only a batch needs them
         return out
 
     def feed_batch(self, batch: FrameBatch) -> list[Event]:
@@ -180,7 +182,7 @@ class Engine:
         m = self._match(batch, meta)
         self._held, self._held_from, self._held_to = (m, now), 0, 0
         self._fast_gone.clear()
-        self._fast_added = 0
+        self._fast_new.clear()
         matched_at = 0
         tick = self._tick_index(now, 0)
         slow = np.flatnonzero(m.slots < 0)
@@ -197,15 +199,16 @@ class Engine:
                 i = min(tick, int(slow[k]) if k < len(slow) else n)
                 self._held_to = i  # fast frames wait until something could depend on them
                 continue
-            if not (self._fast_gone or self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4)):
+            rematch = self._fast_new and i - matched_at >= min(REMATCH, (n - i) // 4)
+            if not (self._fast_gone or rematch):
                 continue
             if self._fast_gone:  # frames matched to an entry now gone take the general path
                 rest = m.slots[i:]
                 rest[np.isin(rest, self._fast_gone)] = -1
                 self._fast_gone.clear()
-            if self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4):
-                self._lookup(m, i)  # streams that started in this batch: match the rest again
-                matched_at, self._fast_added = i, 0
+            if rematch:
+                self._lookup_new(m, i)  # streams that started in this batch: match the rest again
+                matched_at = i
             slow = i + np.flatnonzero(m.slots[i:] < 0)
             k = 0
         self._flush_held()
@@ -267,11 +270,14 @@ class Engine:
             & (h["ulen"] == length - 20)
             & (start + 14 + length <= off + caplen)
         )
+        key = h["addrs"].astype(np.uint64)
+        key2 = h["ports"].astype(np.uint64) << np.uint64(32) | h["ssrc"]
         m = _Matched(
             slots=np.full(len(h), -1, dtype=np.int64),
             candidate=ok,
-            key=h["addrs"].astype(np.uint64),
-            key2=h["ports"].astype(np.uint64) << np.uint64(32) | h["ssrc"],
+            key=key,
+            key2=key2,
+            hashed=key ^ (key2 * _MIX),
             seq=h["seq"].astype(np.int64),
             ts=h["ts"].astype(np.int64),
             pt=(h["b1"] & 0x7F).astype(np.int64),
@@ -289,7 +295,7 @@ class Engine:
         if not len(chosen) or not self._fast:
             return
         key, key2 = m.key[chosen], m.key2[chosen]
-        _, where, which = np.unique(key ^ (key2 * _MIX), return_index=True, return_inverse=True)
+        _, where, which = np.unique(m.hashed[chosen], return_index=True, return_inverse=True)
         get = self._fast.get
         entries = [get(k, (-1, -1, -1)) for k in zip(key[where].tolist(), key2[where].tolist(), strict=True)]
         slot, entry_pt, entry_size = np.array(entries, dtype=np.int64).reshape(-1, 3).T
@@ -301,6 +307,28 @@ class Engine:
             & (m.size[chosen] == entry_size[which])
         )
         m.slots[chosen[hit]] = slot[which][hit]
+
+    def _lookup_new(self, m: _Matched, first: int) -> None:
+        """Match the frames from ``first`` on to the streams that joined the fast path since the
+        batch was matched (the streams that started in it), with array operations only."""
+        new = [(k, e) for k in self._fast_new if (e := self._fast.get(k)) is not None]
+        self._fast_new = []
+        if not new:
+            return
+        key = np.array([k[0] for k, _ in new], dtype=np.uint64)
+        key2 = np.array([k[1] for k, _ in new], dtype=np.uint64)
+        slot, entry_pt, entry_size = np.array([e for _, e in new], dtype=np.int64).T
+        hashed = key ^ (key2 * _MIX)
+        order = np.argsort(hashed)
+        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
+        found = order[np.minimum(np.searchsorted(hashed[order], m.hashed[chosen]), len(order) - 1)]
+        hit = (
+            (m.key[chosen] == key[found])
+            & (m.key2[chosen] == key2[found])
+            & (m.pt[chosen] == entry_pt[found])
+            & (m.size[chosen] == entry_size[found])
+        )
+        m.slots[chosen[hit]] = slot[found][hit]
 
     def _place(self, m: _Matched, now: NDArray[np.float64], chosen: I64) -> None:
         """Frames ``chosen`` of the batch, all audio of fast-path streams, into the stream table."""
@@ -400,7 +428,8 @@ class Engine:
 
     def _remember_fast(self, call: CallMedia, leg: Leg, packet: RtpPacket, d: Datagram) -> None:
         key = (int.from_bytes(d.src + d.dst, "big"), (d.sport << 16 | d.dport) << 32 | packet.ssrc)
-        self._fast_added += key not in self._fast
+        if key not in self._fast:
+            self._fast_new.append(key)
         self._fast[key] = (leg.slot, packet.pt, len(packet.payload))
         self._fast_by_call.setdefault(call.call_id, set()).add(key)
         for endpoint in ((d.src, d.sport), (d.dst, d.dport)):
