@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.gen import CaptureSpec
+from bench.measure import work_dir
 from bench.run import BENCH, PACKETS_PER_SECOND, Capture, cached
 from tests.live.harness import Daemon, Pair, namespaces
 
@@ -422,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = [int(r) for r in args.rates.split(",") if r]
     captures = [capture_for(r, args.calls, args.seconds, args.out) for r in rates]
     points = []
-    work = Path(tempfile.mkdtemp(prefix="recorderd-live-", dir=args.out))  # not /tmp: see bench.stage
+    work = Path(tempfile.mkdtemp(prefix="recorderd-live-", dir=work_dir()))  # not /tmp: see bench.measure
     try:
         with namespaces("L") as pair:
             biggest = max(captures, key=lambda c: c.stats.frames)

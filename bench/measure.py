@@ -7,7 +7,9 @@ replay's progress callback leaves behind, cut to the capture's steady window.
 from __future__ import annotations
 
 import json
+import os
 import resource
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,6 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from bench.gen import Window
+
+# Where the measurements make their stores (a fresh directory each, removed afterwards): a plain
+# directory on the disk a real store would use. Not /tmp, and not beside the captures: on the reference
+# machine (ext4 mounted with discard) creating a file took 0.3-0.9 ms in /tmp and in bench/out, where
+# gigabytes of captures are rewritten, against 0.013 ms in a fresh directory of the same disk.
+WORK = Path(os.environ.get("RECORDERD_BENCH_WORK", Path(__file__).parent / "work"))
+
+
+KEEP_STORES = "RECORDERD_BENCH_STORES"  # set by bench.run: make stores here and leave them
+
+
+def store_dir(prefix: str) -> tuple[Path, bool]:
+    """A new directory for one measurement's store, and whether the caller removes it afterwards."""
+    keep = os.environ.get(KEEP_STORES)
+    parent = Path(keep) if keep else work_dir()
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent)), not keep
+
+
+def work_dir() -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    return WORK
+
 
 ROUTINE_COUNTERS = ("frames", "sip.messages", "sip.dialog.late")  # prefixes
 

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import cast
 
+from bench.measure import work_dir
 from bench.stage import NullSink
 from recorderd.config import EngineConfig
 from recorderd.replay import replay_file
@@ -54,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with tempfile.TemporaryDirectory(
-        prefix="recorderd-profile-", dir=args.pcap.parent
-    ) as tmp:  # as bench.stage
+    with tempfile.TemporaryDirectory(prefix="recorderd-profile-", dir=work_dir()) as tmp:  # as bench.stage
         profiler = profile_replay(args.pcap, Path(tmp), store=not args.no_store)
     if args.dump:
         profiler.dump_stats(args.dump)

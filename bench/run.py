@@ -32,6 +32,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ from typing import Any
 
 from bench.gen import TICK_US, CaptureSpec, CaptureStats, Window, generate
 from bench.gen import VERSION as GENERATOR
+from bench.measure import KEEP_STORES, work_dir
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -298,7 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     baseline = cached(CaptureSpec(1, 2.0), plan.out)
     captures = [capture_for(n, plan) for n in plan.calls]
-    run = measure(plan, captures, baseline)
+    # Every measurement's store is kept until the end: deleting it at once would leave the next
+    # measurement creating its files while the disk discards the freed blocks (bench.measure.WORK).
+    stores = work_dir() / f"run-{os.getpid()}"
+    os.environ[KEEP_STORES] = str(stores)
+    try:
+        run = measure(plan, captures, baseline)
+    finally:
+        shutil.rmtree(stores, ignore_errors=True)
     run.seconds = time.perf_counter() - started
     text = render(run, problems(run))
     print()
