@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from recorderd.codecs import COMFORT_NOISE, TELEPHONE_EVENT, Codec, decoder_for
 from recorderd.config import EngineConfig
@@ -95,16 +96,19 @@ class CallMedia:
         self.encoding: str | None = None  # the recording's, fixed when its first block is emitted
         self.emitted = 0  # samples handed out as AudioBlocks (once the recording has started)
         self.base = 0  # first sample not yet written out; what is before it is final
-        # Audio already placed at and after ``base`` (packets that straddled the last write), as
-        # linear sums, and how far each channel of it holds audio.
-        self.carry = np.zeros((0, 2), dtype=np.int32)
+        # Audio already placed at and after ``base`` (packets that straddled the last write): linear
+        # sums, or the codes of ``carry_law`` when passed through; how far each channel holds audio.
+        self.carry: NDArray[np.int32] | NDArray[np.uint8] = np.zeros((0, 2), dtype=np.int32)
+        self.carry_law: str | None = None
         self.carry_end = [0, 0]
+        self._codecs: dict[tuple[int, Side], Codec] = {}
         self.audio_seen = False
 
     # -- signalling ---------------------------------------------------------------------------------
 
     def negotiated(self, event: MediaNegotiated) -> None:
         self.last_activity = event.ts
+        self._codecs.clear()
         known = self.formats[event.side]
         for fmt in event.formats:
             known[fmt.pt] = fmt
@@ -168,9 +172,22 @@ class CallMedia:
 
     def codec_of(self, pt: int, side: Side) -> Codec:
         """The decoder of an audio payload type already classified as decodable for ``side``."""
-        codec = decoder_for(self._format(pt, side))
-        assert codec is not None
+        codec = self._codecs.get((pt, side))
+        if codec is None:
+            codec = decoder_for(self._format(pt, side))
+            assert codec is not None
+            self._codecs[(pt, side)] = codec
         return codec
+
+    def encoding_of(self, pt: int, side: Side) -> str:
+        """How the store keeps payload type ``pt`` of ``side`` losslessly; "" if it is not audio."""
+        codec = self._codecs.get((pt, side))
+        if codec is None:
+            codec = decoder_for(self._format(pt, side)) if pt >= 0 else None
+            if codec is None:
+                return ""
+            self._codecs[(pt, side)] = codec
+        return codec.encoding
 
     def _format(self, pt: int, side: Side) -> PayloadFormat:
         # The receiver's SDP defines the payload types it is sent (RFC 3264 5.1); fall back to the

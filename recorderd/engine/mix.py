@@ -24,6 +24,7 @@ next write.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from recorderd.codecs.g711 import LAWS, transcoder
@@ -62,27 +63,180 @@ def write(
         return []
     limit = np.full(table.capacity, NO_TAKE, dtype=np.int64)
     owner = np.full(table.capacity, -1, dtype=np.int64)
+    channel = np.zeros(table.capacity, dtype=np.int64)
+    carry_end = np.zeros(table.capacity, dtype=np.int64)
+    law = np.full(table.capacity, -1, dtype=np.int64)  # of each stream's current payload type
+    single = np.ones(len(due), dtype=bool)  # at most one stream per side
     for i, (call, upto, _) in enumerate(due):
+        streams = [0, 0]
         for leg in call.legs.values():
-            limit[leg.slot] = _EVERYTHING if everything else upto
-            owner[leg.slot] = i
+            slot = leg.slot
+            limit[slot] = _EVERYTHING if everything else upto
+            owner[slot] = i
+            channel[slot] = leg.channel
+            carry_end[slot] = call.carry_end[leg.channel]
+            law[slot] = _LAW_INDEX.get(call.encoding_of(int(table.payload_type[slot]), leg.side), -1)
+            streams[leg.channel] += 1
+        single[i] = max(streams) <= 1
     taken = table.take(limit)
+    rows = _Rows(table, taken, owner, len(due))
+    table.floor[owner >= 0] = np.array([upto for _, upto, _ in due], dtype=np.int64)[owner[owner >= 0]]
+    fast = _passthrough_calls(due, rows, single, carry_end, table.payload_type, law)
     out: list[Event] = []
-    if taken is None:
-        for call, upto, now in due:
-            out += _write(call, [], upto, now)
-        return out
-    row_call = owner[taken.slot]
-    order = np.argsort(row_call, kind="stable")  # by call, then as taken: by slot, position, sequence
-    audio = order[taken.kind[order] == _AUDIO]
-    codes = table.payloads(taken, audio)
-    ends = np.cumsum(taken.duration[audio])
-    rows = np.searchsorted(row_call[audio], np.arange(len(due) + 1))
-    byte_at = np.concatenate(([0], ends))[rows]
+    blocks = _write_passthrough(due, rows, fast, channel, law) if fast.any() else {}
     for i, (call, upto, now) in enumerate(due):
-        pieces = _pieces(call, taken, audio[rows[i] : rows[i + 1]], codes[byte_at[i] : byte_at[i + 1]])
+        if fast[i]:
+            out += blocks[i]
+            continue
+        lo, hi = rows.bounds[i], rows.bounds[i + 1]
+        codes = rows.codes[rows.byte_at[lo] : rows.byte_at[hi]]
+        pieces = _pieces(call, taken, rows.audio[lo:hi], codes) if taken is not None else []
         out += _write(call, pieces, upto, now)
     return out
+
+
+class _Rows:
+    """The audio packets taken for the due calls, grouped by call (then by slot and time), with their
+    payload codes concatenated in the same order."""
+
+    def __init__(self, table: StreamTable, taken: Taken | None, owner: I64, calls: int) -> None:
+        if taken is None:
+            empty = np.zeros(0, dtype=np.int64)
+            self.audio = self.call = self.slot = self.pos = self.size = self.pt = empty
+            self.codes = np.zeros(0, dtype=np.uint8)
+        else:
+            row_call = owner[taken.slot]
+            order = np.argsort(row_call, kind="stable")  # by call, then as taken: slot, position, sequence
+            self.audio = order[taken.kind[order] == _AUDIO]
+            self.call = row_call[self.audio]
+            self.slot, self.pos = taken.slot[self.audio], taken.pos[self.audio]
+            self.size, self.pt = taken.duration[self.audio], taken.pt[self.audio]
+            self.codes = table.payloads(taken, self.audio)
+        self.bounds = np.searchsorted(self.call, np.arange(calls + 1))
+        self.byte_at = np.concatenate(([0], np.cumsum(self.size)))
+
+
+_LAW_INDEX = {"ulaw": 0, "alaw": 1}
+_LAW_NAMES = ("ulaw", "alaw")
+
+
+def _passthrough_calls(
+    due: list[tuple[CallMedia, int, float]],
+    rows: _Rows,
+    single: NDArray[np.bool_],
+    carry_end: I64,
+    payload_type: I64,
+    stream_law: I64,
+) -> NDArray[np.bool_]:
+    """Which due calls take the batched passthrough: one G.711 law kept, one stream per side, each
+    stream's packets all of its current G.711 payload type and of one size, not overlapping each
+    other or the carry, and a write of at most :data:`SILENCE_CHUNK`."""
+    base = np.array([call.base for call, _, _ in due], dtype=np.int64)
+    n = np.array([upto for _, upto, _ in due], dtype=np.int64) - base
+    law = np.array([_LAW_INDEX.get(call.target_encoding(), -1) for call, _, _ in due], dtype=np.int64)
+    fast = single & (law >= 0) & (n <= SILENCE_CHUNK)
+    fast &= np.array([len(call.carry) <= SILENCE_CHUNK for call, _, _ in due])
+    if len(rows.call):
+        rel = rows.pos - base[rows.call]
+        bad = np.zeros(len(due) + 1, dtype=bool)
+        same = rows.slot[1:] == rows.slot[:-1]
+        bad[rows.call[1:][same & (rel[1:] < rel[:-1] + rows.size[:-1])]] = True  # overlapping packets
+        first = np.concatenate(([True], ~same))
+        bad[rows.call[first & (rel < carry_end[rows.slot])]] = True  # overlapping the carry
+        bad[rows.call[rows.size != rows.size[0]]] = True  # one packet size per write
+        bad[rows.call[(rows.pt != payload_type[rows.slot]) | (stream_law[rows.slot] < 0)]] = True
+        bad[rows.call[rel + rows.size > SILENCE_CHUNK]] = True
+        fast &= ~bad[:-1]
+    return fast
+
+
+def _write_passthrough(
+    due: list[tuple[CallMedia, int, float]], rows: _Rows, fast: NDArray[np.bool_], channel: I64, law_of: I64
+) -> dict[int, list[Event]]:
+    """Passthrough for many calls at once: one array of codes for all of them, every packet copied
+    into place in one pass per channel; then each call's blocks are views of its part."""
+    chosen = np.flatnonzero(fast)
+    calls = [due[i][0] for i in chosen.tolist()]
+    base = np.array([call.base for call in calls], dtype=np.int64)
+    n = np.array([due[i][1] for i in chosen.tolist()], dtype=np.int64) - base
+    targets = [call.target_encoding() for call in calls]
+    law = np.array([_LAW_INDEX[t] for t in targets], dtype=np.int64)
+    # the rows of these calls, and where each call's part begins
+    index_of = np.full(len(due), -1, dtype=np.int64)
+    index_of[chosen] = np.arange(len(chosen))
+    mine = np.flatnonzero(fast[rows.call])
+    who = index_of[rows.call[mine]]
+    rel = rows.pos[mine] - base[who]
+    ends = np.zeros(2 * len(chosen), dtype=np.int64)
+    ch = channel[rows.slot[mine]]
+    np.maximum.at(ends, 2 * who + ch, rel + rows.size[mine])
+    carried = np.array([len(call.carry) for call in calls], dtype=np.int64)
+    span = np.maximum(np.maximum(ends[0::2], ends[1::2]), np.maximum(carried, n))
+    start = np.concatenate(([0], np.cumsum(span)))
+    silence = np.array([LAWS[t].silence for t in targets], dtype=np.uint8)
+    frames = np.repeat(np.stack((silence, silence), axis=1), span, axis=0)  # fast, unlike broadcasting
+    for k, call in enumerate(calls):
+        if carried[k]:
+            frames[start[k] : start[k] + carried[k]] = _carry_codes(call, targets[k])
+    if len(mine):
+        size = int(rows.size[0])
+        codes = rows.codes.reshape(-1, size)[mine]
+        row_law = law_of[rows.slot[mine]]
+        for source in (0, 1):
+            other = (row_law == source) & (law[who] != source)
+            if other.any():
+                table = transcoder(_LAW_NAMES[source], _LAW_NAMES[1 - source])
+                assert table is not None
+                codes[other] = table[codes[other]]
+        dest = start[who] + rel
+        flat = frames.reshape(-1)
+        for c in (0, 1):
+            place = ch == c
+            view = as_strided(flat[c:], shape=(len(frames) - size + 1, size), strides=(2, 2))
+            view[dest[place]] = codes[place]
+        _count_transcoded(calls, who, row_law)
+    has_audio = np.bincount(who, minlength=len(chosen)) > 0
+    out: dict[int, list[Event]] = {}
+    for k, call in enumerate(calls):
+        i, count = int(chosen[k]), int(n[k])
+        part = frames[start[k] : start[k + 1]]
+        call.carry = part[count:].copy()
+        call.carry_law = targets[k]
+        call.carry_end = [max(0, call.carry_end[c] - count, int(ends[2 * k + c]) - count) for c in (0, 1)]
+        call.audio_seen = call.audio_seen or bool(has_audio[k])
+        call.base = due[i][1]
+        out[i] = _blocks(call, part, count, targets[k], due[i][2])
+    return out
+
+
+def _count_transcoded(calls: list[CallMedia], who: I64, row_law: I64) -> None:
+    """Packets of another law than a recording fixed before them (a mid-call codec change)."""
+    fixed = np.array([_LAW_INDEX.get(call.encoding or "", -1) for call in calls], dtype=np.int64)
+    other = (fixed[who] >= 0) & (row_law != fixed[who])
+    if other.any():
+        for k, count in enumerate(np.bincount(who[other], minlength=len(calls)).tolist()):
+            if count:
+                calls[k].counters["transcoded_packets"] += count
+
+
+def _carry_codes(call: CallMedia, law: str) -> U8:
+    """The call's carry as codes of ``law`` (silence where no channel holds audio)."""
+    if call.carry_law == law:
+        return call.carry.view(np.uint8)
+    codes = LAWS[law].encode_clipped(_carry_linear(call))
+    for c in (0, 1):
+        codes[call.carry_end[c] :, c] = LAWS[law].silence
+    return codes
+
+
+def _carry_linear(call: CallMedia) -> NDArray[np.int32]:
+    """The call's carry as linear values (zero where no channel holds audio)."""
+    if call.carry_law is None:
+        return call.carry.astype(np.int32, copy=False)
+    linear = LAWS[call.carry_law].decode[call.carry].astype(np.int32)
+    for c in (0, 1):
+        linear[call.carry_end[c] :, c] = 0
+    return linear
 
 
 def _pieces(call: CallMedia, t: Taken, rows: I64, codes: U8) -> list[_Piece]:
@@ -124,7 +278,7 @@ def _write(call: CallMedia, pieces: list[_Piece], upto: int, now: float) -> list
     channel_end = [call.carry_end[c] - n for c in (0, 1)]
     for p in pieces:
         channel_end[p.channel] = max(channel_end[p.channel], p.end - n)
-    call.carry = tail
+    call.carry, call.carry_law = tail, None
     call.carry_end = [max(0, e) for e in channel_end]
     call.base = upto
     call.table.floor[[leg.slot for leg in call.legs.values()]] = upto
@@ -154,10 +308,8 @@ def _place_codes(
     """Passthrough: the codes of ``[0, span)`` as a (span, 2) array, and the carry after ``n``."""
     law = LAWS[target]
     frames = np.full((span, 2), law.silence, dtype=np.uint8)
-    for channel in (0, 1):
-        end = call.carry_end[channel]
-        if end:
-            frames[:end, channel] = law.encode_clipped(call.carry[:end, channel])
+    if len(call.carry):
+        frames[: len(call.carry)] = _carry_codes(call, target)
     for p in pieces:
         table = transcoder(p.encoding, target)
         codes = p.codes if table is None else table[p.codes]
@@ -183,7 +335,7 @@ def _mix(
 ) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
     """Mixing: linear sums of ``[0, span)`` as a (span, 2) int32 array, and the carry after ``n``."""
     mix = np.zeros((span, 2), dtype=np.int32)
-    mix[: len(call.carry)] = call.carry
+    mix[: len(call.carry)] = _carry_linear(call)
     for p in pieces:
         samples = LAWS[p.encoding].decode[p.codes].astype(np.int32)
         size = int(p.sizes[0])
