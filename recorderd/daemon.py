@@ -1,10 +1,11 @@
 """The live daemon: the project's only event loop.
 
-One thread runs everything: libpcap sources (non-blocking, polled by ``select``) feed one
-:class:`~recorderd.engine.Engine`, whose events go to the :class:`~recorderd.store.sink.StoreSink`; the
-same loop serves the health listener, fires the timers and runs the scheduled jobs. Keeping the store,
-its SQLite connection and the engine on one thread means no locks and the same order of effects as a
-replay.
+One loop runs the capture: libpcap sources (non-blocking, polled by ``select``) feed one
+:class:`~recorderd.engine.Engine`; the same loop serves the health listener, fires the timers and runs
+the scheduled jobs. The engine's events go to a :class:`~recorderd.store.worker.SinkThread`, which
+writes the recordings and their index rows on a thread of its own with its own store connection, in
+the order the events came, so a slow disk never stops the capture loop from draining the kernel's
+ring (``store/worker.py`` says why). The loop keeps a second connection for the jobs and checks.
 
 Time. Frames carry the kernel's capture timestamp, the engine's only clock. When the interfaces are
 quiet the loop advances the engine with the wall clock less :data:`IDLE_LAG`: libpcap hands frames over
@@ -20,7 +21,7 @@ Signals (sd_notify(3), systemd.service(5)):
   change to them is logged. An invalid file is logged and the running config kept.
 
 Scheduled jobs (APScheduler 3.x triggers, run by this loop rather than APScheduler's thread pool, so a
-job touches the store from the thread that owns it): retention sweep at start and daily, canary at start
+job touches the store through the loop's own connection): retention sweep at start and daily, canary at start
 and daily, audit-head signing and self-checks at intervals. Every job is idempotent; one that was due
 while the daemon was down is done at the next start.
 """
@@ -32,7 +33,6 @@ import os
 import select
 import signal
 import socket
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,8 +65,8 @@ from recorderd.health import (
 from recorderd.sdnotify import Notifier, watchdog_interval
 from recorderd.store import jobs
 from recorderd.store.retention import parse_retention
-from recorderd.store.sink import StoreSink
 from recorderd.store.store import Store
+from recorderd.store.worker import SinkThread
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ class Daemon:
         self._status_at = 0.0
         self._status_packets = 0
         self._errors_logged: Counter[str] = Counter()
-        self.store = self._open_store()
-        self.sink = StoreSink(self.store, config.store.log_uris)
+        self.store = self._open_store()  # this thread's connection: jobs and health checks
+        self.sink = SinkThread(self._open_store, config.store.log_uris)  # recordings, on its own thread
         for uid in self.sink.recovered:
             self.tally.incomplete += 1
             log.warning("call %s: recording interrupted by the previous run, kept as incomplete", uid)
@@ -271,10 +271,12 @@ class Daemon:
         now = max(self._engine_ts, self.clock())
         try:
             self._deliver(self.engine.close(now))
-            self._flush()
         finally:
-            self.sink.close()
-            self.store.close()
+            try:
+                self.sink.close()  # writes out what is queued first
+            finally:
+                self._flush()
+                self.store.close()
             if self.server is not None:
                 self.server.server_close()
             self.notifier.close()
@@ -298,7 +300,7 @@ class Daemon:
             now = self.clock()
             if not busy and now - IDLE_LAG > self._engine_ts:
                 self._advance(now - IDLE_LAG)
-            self._flush()  # every turn, busy or not: the store's wall-clock sync pass runs from here
+            self._flush()  # every turn: the store thread's errors are counted here
             if self._reload:
                 self._reload = False
                 self.reload()
@@ -339,19 +341,14 @@ class Daemon:
         self._deliver(self.engine.advance(now))
 
     def _deliver(self, events: list[Event]) -> None:
+        self.sink.submit(events)
         for event in events:
-            try:
-                self.sink.handle(event)
-            except (OSError, StoreError, sqlite3.Error, ValueError) as err:
-                self._store_error(err)
             if isinstance(event, CallFinished):
                 self._count(event)
 
     def _flush(self) -> None:
-        """The store's index work for the events delivered since the last flush (StoreSink.flush)."""
-        try:
-            self.sink.flush()
-        except (OSError, StoreError, sqlite3.Error, ValueError) as err:
+        """Count and log the errors the store thread met since the last turn (it flushes itself)."""
+        for err in self.sink.errors():
             self._store_error(err)
 
     def _count(self, event: CallFinished) -> None:
