@@ -221,8 +221,8 @@ class Engine:
 
         Fast frames are placed together, in as few array passes as possible, at the last moment that
         keeps the result that of frame-by-frame order: before a timer tick, before a call's last audio
-        is written, before a fast-path entry goes, and before the general path places a packet of a
-        stream it already has. A frame in between that does none of these (SIP, other streams' first
+        is written, and before the general path places a packet of a stream it already has (which is
+        also how a stream whose entry went continues). A frame in between that does none of these (SIP, other streams' first
         packets) cannot change how a held frame is placed."""
         if self._held is None or self._held_to <= self._held_from:
             return
@@ -436,8 +436,6 @@ class Engine:
             self._fast_by_endpoint.setdefault(endpoint, set()).add(key)
 
     def _forget(self, keys: set[FastKey]) -> None:
-        if any(key in self._fast for key in keys):
-            self._flush_held()  # they came before this
         for key in keys:
             entry = self._fast.pop(key, None)
             if entry is not None:
