@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from recorderd.config import EngineConfig
 from recorderd.engine import mix
 from recorderd.engine.call import RATE, CallMedia, Leg
+from recorderd.engine.fast import FastKey, FastTable, combine
 from recorderd.errors import ParseError
 from recorderd.events import (
     CallAnswered,
@@ -87,10 +88,7 @@ _HEADER = np.dtype(
 )
 _SPAN = np.arange(54)
 _ETH_IPV4, _ETH_VLAN = 0x0800, 0x8100
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads the second key word before the two are combined
 
-FastKey = tuple[int, int]  # source and destination addresses; ports << 32 | SSRC
-FastEntry = tuple[int, int, int]  # slot, payload type, payload length
 Endpoint = tuple[bytes, int]
 I64 = NDArray[np.int64]
 
@@ -144,9 +142,9 @@ class Engine:
         self._next_tick = 0.0
         # fast path: stream key -> (slot, payload type, payload length); slots whose entry went
         # since the current batch was matched
-        self._fast: dict[FastKey, FastEntry] = {}
+        self._fast = FastTable()
         self._fast_gone: list[int] = []
-        self._fast_new: list[FastKey] = []  # entries made since the current batch was matched
+        self._fast_added = 0  # entries made since the current batch was matched
         self._ending: list[tuple[CallMedia, CallEnded]] = []  # ended calls not yet written out
         # fast frames of the current batch not yet placed: those in [from, to) that have a slot
         self._held: tuple[_Matched, NDArray[np.float64]] | None = None
@@ -164,7 +162,6 @@ class Engine:
         for datagram in self.net.feed(frame):
             self._datagram(datagram, out)
         self._finish(out)
-        self._fast_new.clear()  # only a batch needs them
         return out
 
     def feed_batch(self, batch: FrameBatch) -> list[Event]:
@@ -182,7 +179,7 @@ class Engine:
         m = self._match(batch, meta)
         self._held, self._held_from, self._held_to = (m, now), 0, 0
         self._fast_gone.clear()
-        self._fast_new.clear()
+        self._fast_added = 0
         matched_at = 0
         tick = self._tick_index(now, 0)
         slow = np.flatnonzero(m.slots < 0)
@@ -199,7 +196,7 @@ class Engine:
                 i = min(tick, int(slow[k]) if k < len(slow) else n)
                 self._held_to = i  # fast frames wait until something could depend on them
                 continue
-            rematch = self._fast_new and i - matched_at >= min(REMATCH, (n - i) // 4)
+            rematch = self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4)
             if not (self._fast_gone or rematch):
                 continue
             if self._fast_gone:  # frames matched to an entry now gone take the general path
@@ -207,8 +204,8 @@ class Engine:
                 rest[np.isin(rest, self._fast_gone)] = -1
                 self._fast_gone.clear()
             if rematch:
-                self._lookup_new(m, i)  # streams that started in this batch: match the rest again
-                matched_at = i
+                self._lookup(m, i)  # streams that started in this batch: match the rest again
+                matched_at, self._fast_added = i, 0
             slow = i + np.flatnonzero(m.slots[i:] < 0)
             k = 0
         self._flush_held()
@@ -222,8 +219,8 @@ class Engine:
         Fast frames are placed together, in as few array passes as possible, at the last moment that
         keeps the result that of frame-by-frame order: before a timer tick, before a call's last audio
         is written, and before the general path places a packet of a stream it already has (which is
-        also how a stream whose entry went continues). A frame in between that does none of these (SIP, other streams' first
-        packets) cannot change how a held frame is placed."""
+        also how a stream whose entry went continues). A frame in between that does none of these
+        (SIP, other streams' first packets) cannot change how a held frame is placed."""
         if self._held is None or self._held_to <= self._held_from:
             return
         m, now = self._held
@@ -277,7 +274,7 @@ class Engine:
             candidate=ok,
             key=key,
             key2=key2,
-            hashed=key ^ (key2 * _MIX),
+            hashed=combine(key, key2),
             seq=h["seq"].astype(np.int64),
             ts=h["ts"].astype(np.int64),
             pt=(h["b1"] & 0x7F).astype(np.int64),
@@ -290,45 +287,12 @@ class Engine:
 
     def _lookup(self, m: _Matched, first: int) -> None:
         """Find the streams of the frames from ``first`` on that could take the fast path and have
-        none yet: one dictionary probe per distinct stream key."""
+        none yet, with one sorted search (``engine/fast.py``)."""
         chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
-        if not len(chosen) or not self._fast:
-            return
-        key, key2 = m.key[chosen], m.key2[chosen]
-        _, where, which = np.unique(m.hashed[chosen], return_index=True, return_inverse=True)
-        get = self._fast.get
-        entries = [get(k, (-1, -1, -1)) for k in zip(key[where].tolist(), key2[where].tolist(), strict=True)]
-        slot, entry_pt, entry_size = np.array(entries, dtype=np.int64).reshape(-1, 3).T
-        hit = (
-            (slot[which] >= 0)
-            & (key == key[where][which])  # the same stream, not another with the same hash
-            & (key2 == key2[where][which])
-            & (m.pt[chosen] == entry_pt[which])
-            & (m.size[chosen] == entry_size[which])
-        )
-        m.slots[chosen[hit]] = slot[which][hit]
-
-    def _lookup_new(self, m: _Matched, first: int) -> None:
-        """Match the frames from ``first`` on to the streams that joined the fast path since the
-        batch was matched (the streams that started in it), with array operations only."""
-        new = [(k, e) for k in self._fast_new if (e := self._fast.get(k)) is not None]
-        self._fast_new = []
-        if not new:
-            return
-        key = np.array([k[0] for k, _ in new], dtype=np.uint64)
-        key2 = np.array([k[1] for k, _ in new], dtype=np.uint64)
-        slot, entry_pt, entry_size = np.array([e for _, e in new], dtype=np.int64).T
-        hashed = key ^ (key2 * _MIX)
-        order = np.argsort(hashed)
-        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
-        found = order[np.minimum(np.searchsorted(hashed[order], m.hashed[chosen]), len(order) - 1)]
-        hit = (
-            (m.key[chosen] == key[found])
-            & (m.key2[chosen] == key2[found])
-            & (m.pt[chosen] == entry_pt[found])
-            & (m.size[chosen] == entry_size[found])
-        )
-        m.slots[chosen[hit]] = slot[found][hit]
+        if len(chosen) and len(self._fast):
+            m.slots[chosen] = self._fast.match(
+                m.hashed[chosen], m.key[chosen], m.key2[chosen], m.pt[chosen], m.size[chosen]
+            )
 
     def _place(self, m: _Matched, now: NDArray[np.float64], chosen: I64) -> None:
         """Frames ``chosen`` of the batch, all audio of fast-path streams, into the stream table."""
@@ -428,18 +392,16 @@ class Engine:
 
     def _remember_fast(self, call: CallMedia, leg: Leg, packet: RtpPacket, d: Datagram) -> None:
         key = (int.from_bytes(d.src + d.dst, "big"), (d.sport << 16 | d.dport) << 32 | packet.ssrc)
-        if key not in self._fast:
-            self._fast_new.append(key)
-        self._fast[key] = (leg.slot, packet.pt, len(packet.payload))
+        self._fast_added += self._fast.put(key, leg.slot, packet.pt, len(packet.payload))
         self._fast_by_call.setdefault(call.call_id, set()).add(key)
         for endpoint in ((d.src, d.sport), (d.dst, d.dport)):
             self._fast_by_endpoint.setdefault(endpoint, set()).add(key)
 
     def _forget(self, keys: set[FastKey]) -> None:
         for key in keys:
-            entry = self._fast.pop(key, None)
-            if entry is not None:
-                self._fast_gone.append(entry[0])
+            slot = self._fast.pop(key)
+            if slot is not None:
+                self._fast_gone.append(slot)
 
     def _forget_call(self, call_id: str) -> None:
         self._forget(self._fast_by_call.pop(call_id, set()))
