@@ -454,6 +454,7 @@ class Daemon:
             drops_recent=self._recent_delta[1],
             active_calls=len(self.engine.calls),
             max_calls=self.engine.config.max_calls,
+            store_backlog=self.sink.backlog,
             recordings_written=self.tally.recordings,
             recordings_incomplete=self.tally.incomplete,
             legs_undecodable=self.tally.undecodable,

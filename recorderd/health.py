@@ -82,6 +82,7 @@ class Facts:
     drops_recent: int = 0
     active_calls: int = 0
     max_calls: int = 10_000
+    store_backlog: int = 0  # batches of events waiting for the store thread
     recordings_written: int = 0
     recordings_incomplete: int = 0
     legs_undecodable: int = 0
@@ -321,6 +322,7 @@ class FactsCollector(Collector):
         yield from _capture_metrics(facts)
         gauges = {
             "active_calls": ("calls being recorded", facts.active_calls),
+            "store_queue_batches": ("batches of events waiting for the store thread", facts.store_backlog),
             "last_packet_timestamp_seconds": ("time of the last captured packet", facts.last_packet or 0),
             "last_sip_timestamp_seconds": ("time of the last SIP message", facts.last_sip or 0),
             "last_sweep_timestamp_seconds": ("time of the last retention sweep", facts.last_sweep or 0),

@@ -107,7 +107,7 @@ def test_store_facts_of_a_real_store(tmp_path: Path) -> None:
 
 
 def test_healthz_and_metrics_over_http() -> None:
-    latest = [replace(GOOD, counters={"rtp.late": 3})]
+    latest = [replace(GOOD, counters={"rtp.late": 3}, store_backlog=7)]
     server = HealthServer(("127.0.0.1", 0), lambda: (latest[0], evaluate(latest[0], CONFIG)))
     server.timeout = 5
     port = server.server_address[1]
@@ -127,6 +127,7 @@ def test_healthz_and_metrics_over_http() -> None:
         assert 'recorderd_check_status{check="capture"} 0.0' in text
         assert 'recorderd_engine_events_total{name="rtp.late"} 3.0' in text
         assert "recorderd_disk_free_bytes 5e+10" in text
+        assert "recorderd_store_queue_batches 7.0" in text
         latest[0] = replace(GOOD, last_packet=NOW - 100)
         critical = query(("127.0.0.1", port))  # 503 still carries the checks
         assert critical is not None and overall(critical) is Status.CRITICAL
