@@ -24,16 +24,14 @@ replay every capture both ways and require identical events.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from recorderd.config import EngineConfig
 from recorderd.engine import mix
 from recorderd.engine.call import RATE, CallMedia, Leg
-from recorderd.engine.fast import FastKey, FastTable, combine
+from recorderd.engine.fast import FastKey, FastTable, Matched, payload_rows, read_headers
 from recorderd.errors import ParseError
 from recorderd.events import (
     CallAnswered,
@@ -60,62 +58,8 @@ from recorderd.sip.message import parse_sip, user_part
 TICK = 0.5  # seconds of capture time between housekeeping passes (timers, writing audio out)
 REMATCH = 256  # frames between matches of a batch's rest while new streams join the fast path
 
-# An Ethernet frame from its start to the end of a 12-byte RTP header (offset 54), as the fast path
-# reads it (after an 802.1Q tag, from 4 bytes further on): EtherType; IPv4 version/IHL, total length,
-# flags/fragment offset, protocol; source and destination addresses; UDP ports and length; RTP first
-# byte, marker/payload type, sequence number, timestamp, SSRC.
-_HEADER = np.dtype(
-    {
-        "names": [
-            "etype",
-            "vihl",
-            "length",
-            "frag",
-            "proto",
-            "addrs",
-            "ports",
-            "ulen",
-            "b0",
-            "b1",
-            "seq",
-            "ts",
-            "ssrc",
-        ],
-        "formats": [">u2", "u1", ">u2", ">u2", "u1", ">u8", ">u4", ">u2", "u1", "u1", ">u2", ">u4", ">u4"],
-        "offsets": [12, 14, 16, 20, 23, 26, 34, 38, 42, 43, 44, 46, 50],
-        "itemsize": 54,
-    }
-)
-_SPAN = np.arange(54)
-_ETH_IPV4, _ETH_VLAN = 0x0800, 0x8100
-
 Endpoint = tuple[bytes, int]
 I64 = NDArray[np.int64]
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Matched:
-    """A batch's frames as the fast path sees them: stream slot (-1: take the general path), RTP
-    sequence number, timestamp and payload type, and where the payload is in ``data`` and its size."""
-
-    slots: I64
-    candidate: NDArray[np.bool_]  # IPv4 UDP carrying RTP version 2 without options or padding
-    key: NDArray[np.uint64]  # source and destination addresses
-    key2: NDArray[np.uint64]  # ports << 32 | SSRC
-    hashed: NDArray[np.uint64]  # both keys in one, for sorting and searching
-    seq: I64
-    ts: I64
-    pt: I64
-    at: I64
-    size: I64
-    data: NDArray[np.uint8]
-
-
-def _rows(data: NDArray[np.uint8], at: I64, length: int) -> NDArray[np.uint8]:
-    """The ``length`` bytes at each of ``at``, one row each (a copy)."""
-    view = as_strided(data, shape=(len(data) - length + 1, length), strides=(1, 1), writeable=False)
-    rows: NDArray[np.uint8] = view[at]
-    return rows
 
 
 def _reason(error: ParseError) -> str:
@@ -147,7 +91,7 @@ class Engine:
         self._fast_added = 0  # entries made since the current batch was matched
         self._ending: list[tuple[CallMedia, CallEnded]] = []  # ended calls not yet written out
         # fast frames of the current batch not yet placed: those in [from, to) that have a slot
-        self._held: tuple[_Matched, NDArray[np.float64]] | None = None
+        self._held: tuple[Matched, NDArray[np.float64]] | None = None
         self._held_from = self._held_to = 0
         self._fast_by_call: dict[str, set[FastKey]] = {}
         self._fast_by_endpoint: dict[Endpoint, set[FastKey]] = {}
@@ -248,44 +192,13 @@ class Engine:
             for datagram in self.net.feed(Frame(ts, linktype, data[off : off + caplen])):
                 self._datagram(datagram, out)
 
-    def _match(self, batch: FrameBatch, meta: NDArray[np.uint32]) -> _Matched:
+    def _match(self, batch: FrameBatch, meta: NDArray[np.uint32]) -> Matched:
         """Every frame's headers as the fast path reads them, and its stream if known."""
-        data = np.frombuffer(batch.data, dtype=np.uint8)
-        off, caplen = meta[:, 2].astype(np.int64), meta[:, 3].astype(np.int64)
-        start = np.where(caplen >= 54, off, 0)
-        vlan = (data[start + 12] == 0x81) & (data[start + 13] == 0x00) & (caplen >= 58)
-        start += 4 * vlan
-        h = data[np.minimum(start[:, None] + _SPAN, len(data) - 1)].view(_HEADER).ravel()
-        length = h["length"].astype(np.int64)
-        ok = (
-            (caplen >= 54)
-            & (h["etype"] == _ETH_IPV4)
-            & (h["vihl"] == 0x45)
-            & ((h["frag"] & 0x3FFF) == 0)
-            & (h["proto"] == 17)
-            & (h["b0"] == 0x80)
-            & (h["ulen"] == length - 20)
-            & (start + 14 + length <= off + caplen)
-        )
-        key = h["addrs"].astype(np.uint64)
-        key2 = h["ports"].astype(np.uint64) << np.uint64(32) | h["ssrc"]
-        m = _Matched(
-            slots=np.full(len(h), -1, dtype=np.int64),
-            candidate=ok,
-            key=key,
-            key2=key2,
-            hashed=combine(key, key2),
-            seq=h["seq"].astype(np.int64),
-            ts=h["ts"].astype(np.int64),
-            pt=(h["b1"] & 0x7F).astype(np.int64),
-            at=start + 54,
-            size=length - 40,  # IPv4, UDP and RTP headers
-            data=data,
-        )
+        m = read_headers(batch, meta)
         self._lookup(m, 0)
         return m
 
-    def _lookup(self, m: _Matched, first: int) -> None:
+    def _lookup(self, m: Matched, first: int) -> None:
         """Find the streams of the frames from ``first`` on that could take the fast path and have
         none yet, with one sorted search (``engine/fast.py``)."""
         chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
@@ -294,7 +207,7 @@ class Engine:
                 m.hashed[chosen], m.key[chosen], m.key2[chosen], m.pt[chosen], m.size[chosen]
             )
 
-    def _place(self, m: _Matched, now: NDArray[np.float64], chosen: I64) -> None:
+    def _place(self, m: Matched, now: NDArray[np.float64], chosen: I64) -> None:
         """Frames ``chosen`` of the batch, all audio of fast-path streams, into the stream table."""
         self.counters["frames"] += len(chosen)
         self.counters["frames.fast"] += len(chosen)
@@ -302,7 +215,7 @@ class Engine:
         smallest, largest = int(size.min()), int(size.max())
         for length in [smallest] if smallest == largest else np.unique(size).tolist():
             pick = chosen if smallest == largest else chosen[size == length]
-            rows = _rows(m.data, m.at[pick], length)
+            rows = payload_rows(m.data, m.at[pick], length)
             outcomes = self.streams.push_many(
                 m.slots[pick], m.seq[pick], m.ts[pick], m.pt[pick], now[pick], RATE, rows
             )

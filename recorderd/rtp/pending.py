@@ -1,0 +1,115 @@
+"""Packets placed but not yet written out, for every stream of an engine together.
+
+Two parts: :class:`Pending`, their columns (slot, position, extended sequence number, packed type and
+duration, payload position), appended a batch at a time and merged only when the mixer takes some;
+and :class:`Ring`, their payload bytes, copied in as they arrive and read back by position. Columns
+and one ring rather than an object per packet: at 5,000 calls over a million packets are pending.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+from numpy.typing import NDArray
+
+I64 = NDArray[np.int64]
+U8 = NDArray[np.uint8]
+
+
+class Ring:
+    """Payload bytes of pending packets: one array written round and round.
+
+    A payload is stored whole and contiguous at a position that only grows (``at``); its bytes are at
+    ``at % size``. The table reports the oldest position still pending (:meth:`release`), and the ring
+    doubles instead of overwriting anything newer than that.
+    """
+
+    def __init__(self, size: int = 1 << 20) -> None:
+        self.buf: U8 = np.zeros(size, dtype=np.uint8)
+        self.head = 0  # next free position
+        self.tail = 0  # oldest position still needed
+
+    def _room(self, n: int) -> int:
+        """A position where ``n`` contiguous bytes fit, growing the ring if needed."""
+        size = len(self.buf)
+        at = self.head
+        if at % size + n > size:  # never split a payload over the end: skip to the start
+            at += size - at % size
+        while at + n - self.tail > len(self.buf):
+            self._grow()
+            size = len(self.buf)
+            at = self.head if self.head % size + n <= size else self.head + size - self.head % size
+        self.head = at + n
+        return at
+
+    def _grow(self) -> None:
+        old, size = self.buf, len(self.buf)
+        new = np.zeros(2 * size, dtype=np.uint8)
+        for at in range(self.tail - self.tail % size, self.head, size):  # live bytes, a lap at a time
+            lo, hi = max(at, self.tail), min(at + size, self.head)
+            if lo < hi:
+                new[lo % (2 * size) : lo % (2 * size) + hi - lo] = old[lo % size : lo % size + hi - lo]
+        self.buf = new
+
+    def put(self, payload: bytes) -> int:
+        at = self._room(len(payload))
+        start = at % len(self.buf)
+        self.buf[start : start + len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+        return at
+
+    def put_rows(self, rows: U8) -> I64:
+        """Store equal-length payloads (a 2-D array, one row each); their positions."""
+        count, width = rows.shape
+        at = self._room(count * width)
+        start = at % len(self.buf)
+        self.buf[start : start + count * width] = rows.ravel()
+        positions: I64 = at + width * np.arange(count, dtype=np.int64)
+        return positions
+
+    def rows(self, at: I64, width: int) -> U8:
+        """Payloads of ``width`` bytes at positions ``at``, one row each."""
+        size = len(self.buf)
+        view = as_strided(self.buf, shape=(size - width + 1, width), strides=(1, 1), writeable=False)
+        out: U8 = view[at % size]
+        return out
+
+    def gather(self, at: I64, width: I64) -> U8:
+        """Payloads of any lengths at positions ``at``, concatenated."""
+        if len(at) and (width == width[0]).all():
+            return self.rows(at, int(width[0])).ravel()
+        starts = np.cumsum(width) - width
+        index = np.arange(int(width.sum()), dtype=np.int64) + np.repeat(at % len(self.buf) - starts, width)
+        out: U8 = self.buf[index]
+        return out
+
+
+class Pending:
+    """Growable columns of pending packets: slot, position, extended sequence number, info, ring
+    position; ``info`` packs duration << 16 | kind << 8 | payload type."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[I64, I64, I64, I64, I64]] = []
+        self.one: list[tuple[int, int, int, int, int]] = []
+
+    def add(self, slot: I64, pos: I64, seq: I64, info: I64, at: I64) -> None:
+        self.parts.append((slot, pos, seq, info, at))
+
+    def add_one(self, slot: int, pos: int, seq: int, info: int, at: int) -> None:
+        self.one.append((slot, pos, seq, info, at))
+
+    def __len__(self) -> int:
+        return sum(len(p[0]) for p in self.parts) + len(self.one)
+
+    def merged(self) -> tuple[I64, I64, I64, I64, I64]:
+        """All pending rows as five columns (merged into one part, so the next call is cheap)."""
+        if self.one:
+            rows = np.array(self.one, dtype=np.int64).reshape(-1, 5)
+            self.parts.append((rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]))
+            self.one = []
+        if not self.parts:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty, empty, empty
+        if len(self.parts) > 1:
+            slot, pos, seq, info, at = (np.concatenate(column) for column in zip(*self.parts, strict=True))
+            self.parts = [(slot, pos, seq, info, at)]
+        return self.parts[0]
