@@ -82,9 +82,17 @@ def _check_row(root: Path, row: sqlite3.Row, exists: bool, part: bool, live: boo
         leftover = [p for p, there in ((path, exists), (path + PART_SUFFIX, part)) if there]
         return [Finding("not-erased", call, p, f"the index says {state}") for p in leftover]
     if state == "recording":
-        if live or not part:
-            return [] if live else [Finding("missing", call, path, "being recorded, yet no file")]
-        return [Finding("unrecovered", call, path + PART_SUFFIX, "interrupted; the next writer recovers it")]
+        if live:
+            return []
+        if part:
+            return [
+                Finding("unrecovered", call, path + PART_SUFFIX, "interrupted; the next writer recovers it")
+            ]
+        if exists:  # sealed and renamed, but the process died before the index said so
+            return [
+                Finding("unrecovered", call, path, "finished but not indexed; the next writer recovers it")
+            ]
+        return [Finding("missing", call, path, "being recorded, yet no file")]
     if not exists:
         if state == "incomplete" and row["sha256"] is None:
             return []  # cut before its file was created: recovery found no audio to keep

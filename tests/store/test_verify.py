@@ -102,3 +102,28 @@ def test_finding_text() -> None:
     assert str(Finding("orphaned", None, "recordings/x", "no index row names this file")) == (
         "orphaned: recordings/x: no index row names this file"
     )
+
+
+def test_a_recording_renamed_but_not_indexed_is_unrecovered_not_missing(store: Store) -> None:
+    """The crash window of a batch's finish: files sealed and renamed, the index not yet told."""
+    sink = StoreSink(store)
+    events = call_events("b@h", real_stereo("ulaw")[:16000])
+    for event in events[:-1]:
+        sink.handle(event)  # type: ignore[arg-type]
+    sink.flush()
+    uid = store.find("b@h")["id"]
+    (active,) = sink._active.values()
+    assert active.writer is not None
+    active.writer.abandon()
+    final = store.root / store.recording_path(uid, events[0].ts)  # type: ignore[attr-defined]
+    Path(str(final) + ".part").rename(final)  # renamed, then the process died before the commit
+    root = store.root
+    store.close()
+    reader = Store.open(root)
+    rel_path = str(final.relative_to(root))
+    assert [(f.kind, f.call, f.path) for f in verify_store(reader).findings] == [
+        ("unrecovered", uid, rel_path)
+    ]
+    StoreSink(reader)  # the next writer recovers it
+    assert verify_store(reader).ok
+    reader.close()
