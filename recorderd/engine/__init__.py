@@ -11,11 +11,11 @@ its stage and dropped, so hostile or broken traffic never stops the pipeline.
 Fast path. Nearly every frame on a mirror port is an RTP packet of a stream already known: G.711 in
 UDP in an option-less IPv4 packet in an Ethernet frame, untagged or with one 802.1Q tag.
 :meth:`Engine.feed_batch` takes a whole libpcap batch at once: it reads every frame's headers with a
-few NumPy gathers, finds the known streams by their raw address bytes and SSRC with one dictionary
-probe per distinct stream in the batch, and places each run of such frames between two others with
-:meth:`StreamTable.push_many`. Anything else, and the first packet of every stream, takes the general
-path (:meth:`Engine.feed`) in its place in the batch, which also fills the fast path's table; timers
-fire between frames exactly where they would frame by frame. An entry is dropped whenever the general
+few NumPy gathers, finds the known streams by their raw address bytes and SSRC with one sorted search
+(``engine/fast.py``), and places such frames together with :meth:`StreamTable.push_many`, held back
+until something could depend on them (:meth:`Engine._flush_held`). Anything else, and the first packet
+of every stream, takes the general path (:meth:`Engine.feed`) in its place in the batch, which also
+fills the fast path's table; timers fire between frames exactly where they would frame by frame. An entry is dropped whenever the general
 path could decide differently for it: its call ended or renegotiated media, or a binding of one of its
 endpoints changed; frames of the batch already matched to it are then sent the general way. The tests
 replay every capture both ways and require identical events.
