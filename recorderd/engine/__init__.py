@@ -15,10 +15,11 @@ few NumPy gathers, finds the known streams by their raw address bytes and SSRC w
 (``engine/fast.py``), and places such frames together with :meth:`StreamTable.push_many`, held back
 until something could depend on them (:meth:`Engine._flush_held`). Anything else, and the first packet
 of every stream, takes the general path (:meth:`Engine.feed`) in its place in the batch, which also
-fills the fast path's table; timers fire between frames exactly where they would frame by frame. An entry is dropped whenever the general
-path could decide differently for it: its call ended or renegotiated media, or a binding of one of its
-endpoints changed; frames of the batch already matched to it are then sent the general way. The tests
-replay every capture both ways and require identical events.
+fills the fast path's table; timers fire between frames exactly where they would frame by frame. An
+entry is dropped whenever the general path could decide differently for it: its call ended or
+renegotiated media, or a binding of one of its endpoints changed; frames of the batch already matched
+to it are then sent the general way. The tests replay every capture both ways and require the same
+events for every call.
 """
 
 from __future__ import annotations
