@@ -214,9 +214,9 @@ class CallMedia:
             max(self.last_activity, float(self.table.last_seen[slots].max())) if slots else self.last_activity
         )
 
-    def due(self, now: float) -> int | None:
+    def due(self, now: float, block: int = BLOCK) -> int | None:
         """The sample before which audio is ready to be written at ``now``: what every active stream
-        has moved past, less the reorder window; None until that is at least a block."""
+        has moved past, less the reorder window; None until that is at least ``block`` samples."""
         if self.media_start is None:
             return None
         now_pos = self.position(now)
@@ -226,7 +226,7 @@ class CallMedia:
         ]
         upto = (int(min(active)) if active else now_pos) - self.window
         upto = max(upto, now_pos - MAX_LAG)
-        if upto - self.base < BLOCK:
+        if upto - self.base < block:
             return None
         return upto
 
