@@ -428,6 +428,16 @@ class StreamTable:
         return sorted(self.events[slot].values(), key=lambda d: d.pos)
 
 
+class _Column:
+    """An integer of a stream read from its row in the table: ``RtpStream.packets`` and the like."""
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+
+    def __get__(self, stream: RtpStream, owner: type | None = None) -> int:
+        return stream._get(self.column)
+
+
 class RtpStream:
     """One stream's view of its slot in a table: what the call and the tests read, and :meth:`push`
     and :meth:`take` for a stream on its own."""
@@ -472,37 +482,14 @@ class RtpStream:
         column: I64 = getattr(self.table, name)
         return int(column[self.slot])
 
-    @property
-    def ssrc(self) -> int:
-        return self._get("ssrc")
-
-    @property
-    def packets(self) -> int:
-        return self._get("packets")
-
-    @property
-    def duplicates(self) -> int:
-        return self._get("duplicates")
-
-    @property
-    def late(self) -> int:
-        return self._get("late")
-
-    @property
-    def resyncs(self) -> int:
-        return self._get("resyncs")
-
-    @property
-    def payload_type(self) -> int:
-        return self._get("payload_type")
-
-    @property
-    def first_pos(self) -> int:
-        return self._get("first_pos")
-
-    @property
-    def high_pos(self) -> int:
-        return self._get("high")
+    ssrc = _Column("ssrc")
+    packets = _Column("packets")
+    duplicates = _Column("duplicates")
+    late = _Column("late")
+    resyncs = _Column("resyncs")
+    payload_type = _Column("payload_type")
+    first_pos = _Column("first_pos")
+    high_pos = _Column("high")
 
     @property
     def first_ts(self) -> float:

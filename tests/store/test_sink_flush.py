@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
-import os
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,30 +18,9 @@ from recorderd.store.age import CHUNK
 from recorderd.store.sink import StoreSink
 from recorderd.store.store import INDEX_FILE, Store
 from tests.store.helpers import T0, call_events, call_started, real_stereo
+from tests.store.sync_calls import break_sync_of, failing_syncfs, sync_calls
 
 needs_syncfs = pytest.mark.skipif(writer_module._SYNCFS is None, reason="no syncfs(2) here")
-
-
-def syscalls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The sync system calls made from here on, by name (fsync, fdatasync, syncfs)."""
-    calls: list[str] = []
-    for name in ("fsync", "fdatasync"):
-        real = getattr(os, name)
-
-        def wrapped(fd: int, name: str = name, real: Callable[[int], None] = real) -> None:
-            calls.append(name)
-            real(fd)
-
-        monkeypatch.setattr(os, name, wrapped)
-    real_syncfs = writer_module._SYNCFS
-    if real_syncfs is not None:
-
-        def syncfs(fd: int) -> int:
-            calls.append("syncfs")
-            return real_syncfs(fd)
-
-        monkeypatch.setattr(writer_module, "_SYNCFS", syncfs)
-    return calls
 
 
 def calls_in_one_batch(n: int, frames: int = 1600) -> tuple[list[object], dict[str, np.ndarray]]:
@@ -73,7 +49,7 @@ def test_a_batch_of_calls_costs_two_commits_one_syncfs_one_directory_sync(
     events, audio = calls_in_one_batch(12)
     statements: list[str] = []
     store.index.conn.set_trace_callback(statements.append)
-    calls = syscalls(monkeypatch)
+    calls = sync_calls(monkeypatch)
     for event in events:
         sink.handle(event)  # type: ignore[arg-type]
     assert statements == [] and calls == []  # handle() does no index work and no sync
@@ -191,7 +167,7 @@ def test_the_sync_pass_runs_by_wall_clock(store: Store, monkeypatch: pytest.Monk
     now = [100.0]
     sink = StoreSink(store, clock=lambda: now[0])
     call_ids = open_calls(sink, 3)
-    calls = syscalls(monkeypatch)
+    calls = sync_calls(monkeypatch)
     at = seal_a_chunk_each(sink, call_ids, 0)
     for t in (100.5, 101.0, 104.0):
         now[0] = t
@@ -220,21 +196,13 @@ def test_the_sync_pass_without_syncfs_syncs_each_file_that_sealed_a_chunk(
     now = [0.0]
     sink = StoreSink(store, clock=lambda: now[0])
     call_ids = open_calls(sink, 3)
-    calls = syscalls(monkeypatch)
+    calls = sync_calls(monkeypatch)
     monkeypatch.setattr(writer_module, "_SYNCFS", None)
     seal_a_chunk_each(sink, call_ids[:2], 0)
     now[0] = 5.0
     sink.flush()
     assert calls == ["fdatasync", "fdatasync"]  # the third sealed nothing
     sink.close()
-
-
-def failing_syncfs(err: int) -> Callable[[int], int]:
-    def syncfs(fd: int) -> int:
-        ctypes.set_errno(err)
-        return -1
-
-    return syncfs
 
 
 def test_a_failed_syncfs_raises_a_store_error_once_and_is_retried(
@@ -253,7 +221,7 @@ def test_a_failed_syncfs_raises_a_store_error_once_and_is_retried(
         " (free space on the store's disk; what was saved is kept)"
     )
     monkeypatch.undo()
-    calls = syscalls(monkeypatch)
+    calls = sync_calls(monkeypatch)
     sink.flush()  # the pass is still due, but each file's own fdatasync succeeded: nothing to sync
     assert calls == []
     for call_id in call_ids:  # every file's own sync succeeded: the recordings are unharmed
@@ -274,16 +242,7 @@ def test_a_file_whose_own_sync_fails_is_kept_as_incomplete(
     seal_a_chunk_each(sink, call_ids, 0)
     bad = sink._active[call_ids[0]].writer
     assert bad is not None
-    bad_fd = bad.fd
-    real_fdatasync = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        if fd == bad_fd:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(writer_module, "_SYNCFS", failing_syncfs(errno.EIO))
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    break_sync_of(monkeypatch, bad)
     now[0] = 5.0
     with pytest.raises(StoreError, match=r"^cannot write recording .*\.part: Input/output error$"):
         sink.flush()
@@ -306,16 +265,7 @@ def test_a_finished_file_whose_own_sync_fails_is_kept_as_incomplete(
     sink.flush()
     bad = sink._active["c0@host"].writer
     assert bad is not None
-    bad_fd = bad.fd
-    real_fdatasync = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        if fd == bad_fd:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-        real_fdatasync(fd)
-
-    monkeypatch.setattr(writer_module, "_SYNCFS", failing_syncfs(errno.EIO))
-    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    break_sync_of(monkeypatch, bad)
     for event in events[-2:]:
         sink.handle(event)  # type: ignore[arg-type]
     with pytest.raises(StoreError, match=r"^cannot write recording .*\.part: Input/output error$"):
@@ -384,7 +334,7 @@ def test_close_closes_out_open_recordings_in_one_batch(store: Store, monkeypatch
     sink.flush()
     statements: list[str] = []
     store.index.conn.set_trace_callback(statements.append)
-    calls = syscalls(monkeypatch)
+    calls = sync_calls(monkeypatch)
     sink.close()
     sink.close()  # idempotent
     assert statements.count("COMMIT") == 1

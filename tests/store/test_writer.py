@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import io
@@ -8,7 +7,6 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from recorderd.store import age, au
 from recorderd.store import writer as writer_module
 from recorderd.store.writer import Durability, RecordingWriter, syncfs
 from tests.store.helpers import real_stereo
+from tests.store.sync_calls import failing_syncfs, sync_calls
 
 
 def mode(path: Path) -> int:
@@ -111,32 +110,10 @@ def test_crash_leaves_a_playable_prefix(tmp_path: Path, identity: str, recipient
     assert rate == 8000 and np.array_equal(data, samples[:prefix_frames])
 
 
-def counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the sync system calls made from here on (os.fsync, os.fdatasync, syncfs)."""
-    calls: list[str] = []
-    for name in ("fsync", "fdatasync"):
-        real = getattr(os, name)
-
-        def wrapped(fd: int, name: str = name, real: Callable[[int], None] = real) -> None:
-            calls.append(name)
-            real(fd)
-
-        monkeypatch.setattr(os, name, wrapped)
-    real_syncfs = writer_module._SYNCFS
-    if real_syncfs is not None:
-
-        def syncfs(fd: int) -> int:
-            calls.append("syncfs")
-            return real_syncfs(fd)
-
-        monkeypatch.setattr(writer_module, "_SYNCFS", syncfs)
-    return calls
-
-
 def test_append_never_syncs_and_finish_syncs_once(
     tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = counting(monkeypatch)
+    calls = sync_calls(monkeypatch)
     samples = real_stereo("ulaw")  # 8.5 s in 425 blocks of 20 ms: two chunks sealed
     writer = RecordingWriter(tmp_path / "r.au.age", [recipient], "ulaw", 8000)
     assert not writer.unsynced
@@ -160,7 +137,7 @@ def test_one_syncfs_makes_every_writer_durable(
     tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writers = sealed_writers(tmp_path, recipient, 3)
-    calls = counting(monkeypatch)
+    calls = sync_calls(monkeypatch)
     durability = Durability(tmp_path)
     assert durability.sync(writers) == []
     assert calls == ["syncfs"]
@@ -173,7 +150,7 @@ def test_fdatasync_each_where_there_is_no_syncfs(
     tmp_path: Path, recipient: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writers = sealed_writers(tmp_path, recipient, 3)
-    calls = counting(monkeypatch)
+    calls = sync_calls(monkeypatch)
     monkeypatch.setattr(writer_module, "_SYNCFS", None)
     durability = Durability(tmp_path)
     assert durability.sync(writers) == []
@@ -182,14 +159,6 @@ def test_fdatasync_each_where_there_is_no_syncfs(
     with pytest.raises(OSError, match="not implemented"):
         syncfs(durability.fd)
     durability.close()
-
-
-def failing_syncfs(err: int) -> Callable[[int], int]:
-    def syncfs(fd: int) -> int:
-        ctypes.set_errno(err)
-        return -1
-
-    return syncfs
 
 
 def test_a_syncfs_error_is_pinpointed_by_each_files_own_sync(
