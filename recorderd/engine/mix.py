@@ -17,8 +17,8 @@ Both give the same audio: G.711 decoding is exact and a code re-encodes to itsel
 has two codes for zero (0x7F, 0xFF) and passthrough keeps whichever was sent.
 
 A packet placed before a call's due sample but ending after it (the due sample falls inside it) is
-placed whole; the part after the due sample is kept as the call's *carry*, in linear values, for the
-next write.
+placed whole; the part after the due sample is kept as the call's *carry* for the next write: the codes
+of the recording's law after a passthrough, linear values after mixing.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from recorderd.codecs.g711 import LAWS, transcoder
 from recorderd.engine.call import RATE, SILENCE_CHUNK, CallMedia, Leg
 from recorderd.events import AudioBlock, Event, RecordingStarted, Samples
+from recorderd.rtp.pending import concat_ranges
 from recorderd.rtp.stream import NO_TAKE, Kind, StreamTable, Taken
 
 I64 = NDArray[np.int64]
@@ -81,9 +82,10 @@ def write(
     taken = table.take(limit)
     rows = _Rows(table, taken, owner, len(due))
     table.floor[owner >= 0] = np.array([upto for _, upto, _ in due], dtype=np.int64)[owner[owner >= 0]]
-    fast = _passthrough_calls(due, rows, single, carry_end, table.payload_type, law)
+    targets = [call.target_encoding() for call, _, _ in due]
+    fast = _passthrough_calls(due, targets, rows, single, carry_end, table.payload_type, law)
     out: list[Event] = []
-    blocks = _write_passthrough(due, rows, fast, channel, law) if fast.any() else {}
+    blocks = _write_passthrough(due, targets, rows, fast, channel, law) if fast.any() else {}
     for i, (call, upto, now) in enumerate(due):
         if fast[i]:
             out += blocks[i]
@@ -122,6 +124,7 @@ _LAW_NAMES = ("ulaw", "alaw")
 
 def _passthrough_calls(
     due: list[tuple[CallMedia, int, float]],
+    targets: list[str],
     rows: _Rows,
     single: NDArray[np.bool_],
     carry_end: I64,
@@ -133,7 +136,7 @@ def _passthrough_calls(
     other or the carry, and a write of at most :data:`SILENCE_CHUNK`."""
     base = np.array([call.base for call, _, _ in due], dtype=np.int64)
     n = np.array([upto for _, upto, _ in due], dtype=np.int64) - base
-    law = np.array([_LAW_INDEX.get(call.target_encoding(), -1) for call, _, _ in due], dtype=np.int64)
+    law = np.array([_LAW_INDEX.get(target, -1) for target in targets], dtype=np.int64)
     fast = single & (law >= 0) & (n <= SILENCE_CHUNK)
     fast &= np.array([len(call.carry) <= SILENCE_CHUNK for call, _, _ in due])
     if len(rows.call):
@@ -151,7 +154,12 @@ def _passthrough_calls(
 
 
 def _write_passthrough(
-    due: list[tuple[CallMedia, int, float]], rows: _Rows, fast: NDArray[np.bool_], channel: I64, law_of: I64
+    due: list[tuple[CallMedia, int, float]],
+    due_targets: list[str],
+    rows: _Rows,
+    fast: NDArray[np.bool_],
+    channel: I64,
+    law_of: I64,
 ) -> dict[int, list[Event]]:
     """Passthrough for many calls at once: one array of codes for all of them, every packet copied
     into place in one pass per channel; then each call's blocks are views of its part."""
@@ -159,7 +167,7 @@ def _write_passthrough(
     calls = [due[i][0] for i in chosen.tolist()]
     base = np.array([call.base for call in calls], dtype=np.int64)
     n = np.array([due[i][1] for i in chosen.tolist()], dtype=np.int64) - base
-    targets = [call.target_encoding() for call in calls]
+    targets = [due_targets[i] for i in chosen.tolist()]
     law = np.array([_LAW_INDEX[t] for t in targets], dtype=np.int64)
     # the rows of these calls, and where each call's part begins
     index_of = np.full(len(due), -1, dtype=np.int64)
@@ -280,8 +288,7 @@ def _write(call: CallMedia, pieces: list[_Piece], upto: int, now: float) -> list
         channel_end[p.channel] = max(channel_end[p.channel], p.end - n)
     call.carry, call.carry_law = tail, None
     call.carry_end = [max(0, e) for e in channel_end]
-    call.base = upto
-    call.table.floor[[leg.slot for leg in call.legs.values()]] = upto
+    call.base = upto  # write() has moved its streams' floor here
     return _blocks(call, source, n, encoding, now)
 
 
@@ -317,11 +324,7 @@ def _place_codes(
         if p.back_to_back:  # the usual case: one copy
             frames[first : first + len(codes), p.channel] = codes
         else:
-            sizes = p.sizes
-            index = np.arange(len(codes), dtype=np.int64) + np.repeat(
-                p.starts - (np.cumsum(sizes) - sizes), sizes
-            )
-            frames[index, p.channel] = codes
+            frames[concat_ranges(p.starts, p.sizes), p.channel] = codes
     tail = np.zeros((max(0, span - n), 2), dtype=np.int32)
     for channel in (0, 1):
         end = max([call.carry_end[channel] - n, *(p.end - n for p in pieces if p.channel == channel), 0])
@@ -338,10 +341,8 @@ def _mix(
     mix[: len(call.carry)] = _carry_linear(call)
     for p in pieces:
         samples = LAWS[p.encoding].decode[p.codes].astype(np.int32)
-        size = int(p.sizes[0])
-        if (p.sizes == size).all() and not p.overlaps:
-            index = (p.starts[:, None] + np.arange(size)).ravel()
-            mix[index, p.channel] += samples
+        if not p.overlaps:  # no sample twice in one add
+            mix[concat_ranges(p.starts, p.sizes), p.channel] += samples
             continue
         offset = 0
         for at, k in zip(p.starts.tolist(), p.sizes.tolist(), strict=True):

@@ -16,6 +16,13 @@ I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
 
 
+def concat_ranges(starts: I64, sizes: I64) -> I64:
+    """The indices of the ranges ``[start, start + size)``, one range after another."""
+    before = np.cumsum(sizes) - sizes  # where each range begins in the output
+    index: I64 = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - before, sizes)
+    return index
+
+
 class Ring:
     """Payload bytes of pending packets: one array written round and round.
 
@@ -77,9 +84,7 @@ class Ring:
         """Payloads of any lengths at positions ``at``, concatenated."""
         if len(at) and (width == width[0]).all():
             return self.rows(at, int(width[0])).ravel()
-        starts = np.cumsum(width) - width
-        index = np.arange(int(width.sum()), dtype=np.int64) + np.repeat(at % len(self.buf) - starts, width)
-        out: U8 = self.buf[index]
+        out: U8 = self.buf[concat_ranges(at % len(self.buf), width)]
         return out
 
 

@@ -365,14 +365,8 @@ class StreamTable:
         self, slot: int, seq: int, ts: int, pt: int, now: float, sample_rate: int, payload: U8
     ) -> Outcome:
         now_pos = round((now - float(self.media_start[slot])) * sample_rate)
-        duration = len(payload)
-        outcome, pos, ext = self._place(
-            slot, seq, ts, pt, Kind.AUDIO, now, now_pos, int(self.floor[slot]), None
-        )
-        if outcome is _ACCEPTED:
-            at = self.ring.put(payload.tobytes())
-            self._accept(slot, pos, ext, duration << 16 | int(Kind.AUDIO) << 8 | pt, at, now, duration)
-        return outcome
+        floor = int(self.floor[slot])
+        return self.push(slot, seq, ts, pt, payload.tobytes(), Kind.AUDIO, len(payload), now, now_pos, floor)
 
     # -- departure -----------------------------------------------------------------------------------
 

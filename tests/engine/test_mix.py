@@ -67,7 +67,7 @@ def test_the_batched_passthrough_is_taken(tmp_path: Path, monkeypatch: pytest.Mo
     real = mix._write_passthrough
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        taken.append(int(args[2].sum()))
+        taken.append(int(args[3].sum()))  # the calls chosen for it
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mix, "_write_passthrough", spy)
