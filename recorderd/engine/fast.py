@@ -150,7 +150,6 @@ _HEADER = np.dtype(
         "itemsize": 54,
     }
 )
-_SPAN = np.arange(54)
 _ETH_IPV4 = 0x0800
 
 
@@ -187,7 +186,9 @@ def read_headers(batch: FrameBatch, meta: NDArray[np.uint32]) -> Matched:
     start = np.where(caplen >= 54, off, 0)
     vlan = (data[start + 12] == 0x81) & (data[start + 13] == 0x00) & (caplen >= 58)
     start += 4 * vlan
-    h = data[np.minimum(start[:, None] + _SPAN, len(data) - 1)].view(_HEADER).ravel()
+    if len(data) < 54:  # a batch of runts: nothing here is a fast frame, but the rows need 54 bytes
+        data = np.concatenate([data, np.zeros(54 - len(data), dtype=np.uint8)])
+    h = payload_rows(data, np.minimum(start, len(data) - 54), 54).view(_HEADER).ravel()
     length = h["length"].astype(np.int64)
     ok = (
         (caplen >= 54)
