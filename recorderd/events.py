@@ -16,6 +16,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from functools import lru_cache
 from typing import TypeAlias
 
 import numpy as np
@@ -87,6 +88,7 @@ def format_ip(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
 
+@lru_cache(maxsize=4096)  # the same signalling endpoints recur in every call
 def format_endpoint(raw: bytes, port: int) -> str:
     """``192.0.2.1:5004`` or ``[2001:db8::1]:5004``."""
     text = format_ip(raw)

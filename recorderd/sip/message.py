@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from recorderd.errors import ParseError
@@ -82,6 +83,25 @@ LIST_HEADERS = frozenset(
     }
 )
 
+# The header names nearly every message carries, as phones and PBXs spell them, mapped straight to
+# their canonical form: the per-line token check and lower-casing are skipped for these.
+_COMMON_NAMES = (
+    "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Content-Type",
+    "Content-Length", "User-Agent", "Server", "Allow", "Supported", "Require", "Expires", "Date",
+    "Record-Route", "Route", "Session-Expires", "Min-SE", "Allow-Events", "Accept", "Reason",
+    "P-Asserted-Identity", "Remote-Party-ID", "Privacy", "Authorization", "Proxy-Authorization",
+    "WWW-Authenticate", "Proxy-Authenticate", "Refer-To", "Referred-By", "Replaces", "Event",
+    "Subscription-State", "Content-Disposition", "Organization", "Call-Info", "Alert-Info",
+)  # fmt: skip
+_KNOWN_NAMES: dict[str, str] = (
+    {
+        spelling: name.lower()
+        for name in _COMMON_NAMES
+        for spelling in (name, name.lower(), name.upper(), name.replace("ID", "Id"))
+    }
+    | {compact: long for compact, long in COMPACT_FORMS.items()}
+    | {compact.upper(): long for compact, long in COMPACT_FORMS.items()}
+)
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _DIGITS3 = re.compile(r"[0-9]{3}")
 _DIGITS = re.compile(r"[0-9]{1,10}")
@@ -256,10 +276,13 @@ def _parse_headers(lines: list[str]) -> Headers:
             values[-1] = f"{values[-1]} {line.strip()}".strip()
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip()
-        if not colon or not _TOKEN.fullmatch(name):
-            raise ParseError("sip: bad header line")
-        names.append(canonical_name(name))
+        known = _KNOWN_NAMES.get(name) if colon else None
+        if known is None:
+            name = name.rstrip()
+            if not colon or not _TOKEN.fullmatch(name):
+                raise ParseError("sip: bad header line")
+            known = canonical_name(name)
+        names.append(known)
         values.append(value.strip())
     return tuple(zip(names, values, strict=True))
 
@@ -313,6 +336,7 @@ def _split_outside_quotes(text: str, separator: str, angles: bool) -> list[str]:
 # name-addr and URIs
 
 
+@lru_cache(maxsize=4096)  # a dialog's From and To recur in every message; NameAddr is immutable
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Alice" <sip:a@x>;tag=1``, ``Alice <sip:a@x>``, ``<sip:a@x>`` or ``sip:a@x;tag=1``.
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from recorderd.errors import ParseError
 from recorderd.events import MediaDirection, PayloadFormat
@@ -112,8 +113,13 @@ def _parse_connection(value: str) -> bytes | None:
     parts = value.split()
     if len(parts) < 3 or parts[0].upper() != "IN" or parts[1].upper() not in ("IP4", "IP6"):
         return None
+    return _packed(parts[2].partition("/")[0])
+
+
+@lru_cache(maxsize=4096)  # a site's few media addresses recur in every SDP
+def _packed(text: str) -> bytes | None:
     try:
-        return ipaddress.ip_address(parts[2].partition("/")[0]).packed
+        return ipaddress.ip_address(text).packed
     except ValueError:
         return None  # a hostname (FQDN): no DNS in the pure core
 

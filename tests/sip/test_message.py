@@ -6,9 +6,12 @@ from hypothesis import strategies as st
 
 from recorderd.errors import ParseError
 from recorderd.sip.message import (
+    _KNOWN_NAMES,
+    _TOKEN,
     NameAddr,
     SipRequest,
     SipResponse,
+    canonical_name,
     parse_name_addr,
     parse_sip,
     sdp_body,
@@ -434,3 +437,25 @@ def test_sdp_body_raises_only_parse_error(params: str, body: bytes) -> None:
         sdp_body(msg)
     except ParseError:
         pass
+
+
+def test_the_common_header_spellings_map_to_what_the_general_rule_gives() -> None:
+    # The table skips the token check and lower-casing for the usual names; it must not change them.
+    for spelling, name in _KNOWN_NAMES.items():
+        assert _TOKEN.fullmatch(spelling)
+        assert canonical_name(spelling) == name
+
+
+@pytest.mark.parametrize("line", ["Via", "Call-ID", "i", "Content-Length"])
+def test_a_known_header_name_without_a_colon_is_still_a_bad_line(line: str) -> None:
+    with pytest.raises(ParseError, match="bad header line"):
+        parse_sip(f"OPTIONS sip:a@b SIP/2.0\r\n{line}\r\n\r\n".encode())
+
+
+def test_repeated_name_addr_values_give_the_same_immutable_value() -> None:
+    first = parse_name_addr('"Reception" <sip:200@pbx.example>;tag=abc')
+    assert parse_name_addr('"Reception" <sip:200@pbx.example>;tag=abc') == first
+    with pytest.raises(ParseError):
+        parse_name_addr('"unterminated <sip:a@b>')  # errors are raised every time, never cached
+    with pytest.raises(ParseError):
+        parse_name_addr('"unterminated <sip:a@b>')
