@@ -20,6 +20,12 @@ entry is dropped whenever the general path could decide differently for it: its 
 renegotiated media, or a binding of one of its endpoints changed; frames of the batch already matched
 to it are then sent the general way. The tests replay every capture both ways and require the same
 events for every call.
+
+RTP-looking frames that no call's SDP names at either end (calls that were up before capture began,
+media of other systems on the mirror port) would each be counted as ``rtp.unmapped`` and nothing else;
+the batch marks them ``UNBOUND`` with one set probe each and counts them together, so such traffic
+costs about what a known stream's does. A binding made later in the batch sends its frames back to
+the general path.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from numpy.typing import NDArray
 from recorderd.config import EngineConfig
 from recorderd.engine import mix
 from recorderd.engine.call import BLOCK, RATE, CallMedia, Leg
-from recorderd.engine.fast import FastKey, FastTable, Matched, payload_rows, read_headers
+from recorderd.engine.fast import FastKey, FastTable, Matched, endpoint_keys, payload_rows, read_headers
 from recorderd.errors import ParseError
 from recorderd.events import (
     CallAnswered,
@@ -59,6 +65,7 @@ from recorderd.sip.message import parse_sip, user_part
 TICK = 0.5  # seconds of capture time between housekeeping passes (timers, writing audio out)
 REMATCH = 256  # frames between matches of a batch's rest while new streams join the fast path
 ALIGN_CALLS = 64  # up to this many calls, audio half a block from due is written with the due
+GENERAL, UNBOUND = -1, -2  # Matched.slots of frames without a stream: the general path; only counted
 
 Endpoint = tuple[bytes, int]
 I64 = NDArray[np.int64]
@@ -123,12 +130,14 @@ class Engine:
             self._finish(out)
             return out
         m = self._match(batch, meta)
+        self.media.take_fresh()  # the marking below sees every binding made so far
+        self._mark_unbound(m, 0)
         self._held, self._held_from, self._held_to = (m, now), 0, 0
         self._fast_gone.clear()
         self._fast_added = 0
         matched_at = 0
         tick = self._tick_index(now, 0)
-        slow = np.flatnonzero(m.slots < 0)
+        slow = np.flatnonzero(m.slots == GENERAL)
         k = i = 0
         while i < n:
             if i == tick:
@@ -143,19 +152,26 @@ class Engine:
                 self._held_to = i  # fast frames wait until something could depend on them
                 continue
             rematch = self._fast_added and i - matched_at >= min(REMATCH, (n - i) // 4)
-            if not (self._fast_gone or rematch):
+            fresh = self.media.take_fresh()
+            if not (self._fast_gone or rematch or fresh is None or fresh):
                 continue
             if self._fast_gone:  # frames matched to an entry now gone take the general path
                 rest = m.slots[i:]
-                rest[np.isin(rest, self._fast_gone)] = -1
+                rest[np.isin(rest, self._fast_gone)] = GENERAL
                 self._fast_gone.clear()
+            if fresh is None or fresh:
+                self._bound_now(m, i, fresh)
             if rematch:
                 self._lookup(m, i)  # streams that started in this batch: match the rest again
                 matched_at, self._fast_added = i, 0
-            slow = i + np.flatnonzero(m.slots[i:] < 0)
+            slow = i + np.flatnonzero(m.slots[i:] == GENERAL)
             k = 0
         self._flush_held()
         self._held = None
+        unbound = int(np.count_nonzero(m.slots == UNBOUND))
+        if unbound:
+            self.counters["frames"] += unbound
+            self.counters["rtp.unmapped"] += unbound
         self._finish(out)
         return out
 
@@ -200,10 +216,39 @@ class Engine:
         self._lookup(m, 0)
         return m
 
+    def _mark_unbound(self, m: Matched, first: int) -> None:
+        """Mark UNBOUND the frames from ``first`` on that look like RTP, have no stream and whose
+        ends no binding names: frame by frame each would only be counted as ``rtp.unmapped``."""
+        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] == GENERAL))
+        if not len(chosen):
+            return
+        bound = self.media.ipv4_keys
+        if bound:
+            src, dst = endpoint_keys(m, chosen)
+            free = [
+                s not in bound and d not in bound for s, d in zip(src.tolist(), dst.tolist(), strict=True)
+            ]
+            chosen = chosen[np.array(free, dtype=bool)]
+        m.slots[chosen] = UNBOUND
+
+    def _bound_now(self, m: Matched, i: int, fresh: list[int] | None) -> None:
+        """Bindings were made at frame ``i``: the UNBOUND frames after it that they name go back
+        to the general path (``fresh`` None: too many to list, so every binding is checked)."""
+        chosen = i + 1 + np.flatnonzero(m.slots[i + 1 :] == UNBOUND)
+        if not len(chosen):
+            return
+        if fresh is None:
+            m.slots[chosen] = GENERAL
+            self._mark_unbound(m, i + 1)
+            return
+        src, dst = endpoint_keys(m, chosen)
+        keys = np.array(fresh, dtype=np.uint64)
+        m.slots[chosen[np.isin(src, keys) | np.isin(dst, keys)]] = GENERAL
+
     def _lookup(self, m: Matched, first: int) -> None:
         """Find the streams of the frames from ``first`` on that could take the fast path and have
         none yet, with one sorted search (``engine/fast.py``)."""
-        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] < 0))
+        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] == GENERAL))
         if len(chosen) and len(self._fast):
             m.slots[chosen] = self._fast.match(
                 m.hashed[chosen], m.key[chosen], m.key2[chosen], m.pt[chosen], m.size[chosen]

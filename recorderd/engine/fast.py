@@ -171,6 +171,15 @@ class Matched:
     data: NDArray[np.uint8]
 
 
+def endpoint_keys(m: Matched, chosen: I64) -> tuple[U64, U64]:
+    """Source and destination endpoints of frames ``chosen`` as ``address << 16 | port``, the form
+    of ``rtp.demux.ipv4_key``."""
+    addrs, ports = m.key[chosen], m.key2[chosen] >> np.uint64(32)
+    src = (addrs >> np.uint64(32)) << np.uint64(16) | ports >> np.uint64(16)
+    dst = (addrs & np.uint64(0xFFFFFFFF)) << np.uint64(16) | ports & np.uint64(0xFFFF)
+    return src, dst
+
+
 def payload_rows(data: NDArray[np.uint8], at: I64, length: int) -> NDArray[np.uint8]:
     """The ``length`` bytes at each of ``at``, one row each (a copy)."""
     view = as_strided(data, shape=(len(data) - length + 1, length), strides=(1, 1), writeable=False)
@@ -198,6 +207,7 @@ def read_headers(batch: FrameBatch, meta: NDArray[np.uint32]) -> Matched:
         & (h["proto"] == 17)
         & (h["b0"] == 0x80)
         & (h["ulen"] == length - 20)
+        & (length >= 40)  # the whole RTP header inside the packet
         & (start + 14 + length <= off + caplen)
     )
     key = h["addrs"].astype(np.uint64)

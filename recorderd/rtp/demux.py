@@ -12,6 +12,10 @@ A new transaction (a re-INVITE or UPDATE that may move media) replaces the party
 the old ones stay bound for ``linger`` seconds of capture time, so packets still in flight are not
 lost. Keys are raw address bytes and the port, so a lookup costs two dictionary probes and no
 formatting.
+
+The map also keeps its IPv4 endpoints as integers (address << 16 | port, :func:`ipv4_key`) and the
+ones bound since the engine last asked (:meth:`MediaMap.take_fresh`), so that the engine can tell
+whole batches of RTP-looking packets that no call's SDP names apart without a probe per packet.
 """
 
 from __future__ import annotations
@@ -21,6 +25,13 @@ from dataclasses import dataclass
 from recorderd.events import Side
 
 Endpoint = tuple[bytes, int]
+MAX_FRESH = 4096  # new IPv4 endpoints remembered between two take_fresh calls; beyond, "all changed"
+
+
+def ipv4_key(endpoint: Endpoint) -> int | None:
+    """``address << 16 | port`` of an IPv4 endpoint, None for IPv6."""
+    ip, port = endpoint
+    return int.from_bytes(ip, "big") << 16 | port if len(ip) == 4 else None
 
 
 @dataclass(slots=True)
@@ -38,6 +49,8 @@ class MediaMap:
         # per party: the offer/answer transaction that set its current endpoints, and those endpoints
         self._current: dict[tuple[str, Side], tuple[str, set[Endpoint]]] = {}
         self._by_call: dict[str, set[Endpoint]] = {}
+        self.ipv4_keys: set[int] = set()  # ipv4_key of every bound IPv4 endpoint
+        self._fresh: list[int] | None = []  # IPv4 keys bound since take_fresh; None: too many
 
     def __len__(self) -> int:
         return len(self._bindings)
@@ -60,6 +73,8 @@ class MediaMap:
                     if binding is not None and binding.call_id == call_id:
                         binding.expires = now + self.linger
             self._current[(call_id, owner)] = (transaction, {endpoint})
+        if endpoint not in self._bindings:
+            self._added(endpoint)
         self._bindings[endpoint] = Binding(call_id, owner)
         self._by_call.setdefault(call_id, set()).add(endpoint)
         return True
@@ -74,6 +89,27 @@ class MediaMap:
             return binding.call_id, binding.owner
         return None
 
+    def take_fresh(self) -> list[int] | None:
+        """The IPv4 keys bound since the last call (None: more than MAX_FRESH, treat all as new)."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def _added(self, endpoint: Endpoint) -> None:
+        key = ipv4_key(endpoint)
+        if key is None:
+            return
+        self.ipv4_keys.add(key)
+        if self._fresh is not None:
+            self._fresh.append(key)
+            if len(self._fresh) > MAX_FRESH:
+                self._fresh = None
+
+    def _removed(self, endpoint: Endpoint) -> None:
+        del self._bindings[endpoint]
+        key = ipv4_key(endpoint)
+        if key is not None:
+            self.ipv4_keys.discard(key)
+
     def unbind_call(self, call_id: str) -> None:
         for side in Side:
             self._current.pop((call_id, side), None)
@@ -85,10 +121,10 @@ class MediaMap:
         stale = [e for e, b in self._bindings.items() if b.expires is not None and b.expires <= now]
         for endpoint in stale:
             self._by_call.get(self._bindings[endpoint].call_id, set()).discard(endpoint)
-            del self._bindings[endpoint]
+            self._removed(endpoint)
         return stale
 
     def _drop_if_owned(self, endpoint: Endpoint, call_id: str) -> None:
         binding = self._bindings.get(endpoint)
         if binding is not None and binding.call_id == call_id:
-            del self._bindings[endpoint]
+            self._removed(endpoint)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.gen import CaptureSpec, generate
-from recorderd.events import AudioBlock, Event
+from recorderd.engine import Engine
+from recorderd.events import AudioBlock, CallFinished, Event
 from tests.conftest import PCAPS
 from tests.replay.engine_replay import replay_engine
 
@@ -66,3 +70,48 @@ def test_fast_path_equals_general_path_with_loss_and_reordering(spec: CaptureSpe
     test_fast_path_equals_general_path(path)
     engine = replay_engine(path).engine
     assert engine is not None and engine.counters["frames.fast"] > 0.8 * engine.counters["frames"]
+
+
+def _without_sip_of_some_calls(source: Path, target: Path) -> set[str]:
+    """Copy the classic pcap ``source`` leaving out the SIP of every other call, as if those calls
+    were already up when capture began; their Call-IDs."""
+    data = source.read_bytes()
+    out, pos, dropped = [data[:24]], 24, set()
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        record = data[pos : pos + 16 + caplen]
+        pos += 16 + caplen
+        found = re.search(rb"\r\nCall-ID: (\S+)\r\n", record)
+        if found is not None and zlib.crc32(found[1]) % 2:
+            dropped.add(found[1].decode())
+            continue
+        out.append(record)
+    target.write_bytes(b"".join(out))
+    return dropped
+
+
+def test_rtp_of_calls_up_before_capture_is_counted_in_bulk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams no SDP named are only counted (rtp.unmapped), and a batch counts them together
+    instead of sending each through the general path; the other calls are recorded as before."""
+    full, path = tmp_path / "full.pcap", tmp_path / "already-up.pcap"
+    generate(full, CaptureSpec(20, 4.0, seed=5))
+    dropped = _without_sip_of_some_calls(full, path)
+    assert 0 < len(dropped) < 20
+    test_fast_path_equals_general_path(path)
+    general_frames: list[int] = []
+    original = Engine._general
+
+    def counting(self: Engine, batch, meta, now, start: int, end: int, out: list[Event]) -> None:  # type: ignore[no-untyped-def]
+        general_frames.append(end - start)
+        original(self, batch, meta, now, start, end, out)
+
+    monkeypatch.setattr(Engine, "_general", counting)
+    replayed = replay_engine(path)
+    counters = replayed.engine.counters  # type: ignore[union-attr]
+    calls = {e.call_id for e in replayed.events if isinstance(e, CallFinished)}
+    assert len(calls) == 20 - len(dropped) and not calls & dropped
+    rtp_per_call = 2 * 4.0 / 0.020
+    assert counters["rtp.unmapped"] >= 0.95 * rtp_per_call * len(dropped)
+    assert sum(general_frames) < counters["rtp.unmapped"] / 10  # frame by frame: more than all of them

@@ -1,5 +1,8 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from recorderd.events import Side
-from recorderd.rtp.demux import MediaMap
+from recorderd.rtp.demux import MediaMap, ipv4_key
 
 A = bytes([192, 0, 2, 1])
 B = bytes([192, 0, 2, 2])
@@ -66,3 +69,41 @@ def test_one_offer_seen_on_two_proxy_hops_binds_both_endpoints() -> None:
     m.expire(406.0)
     assert m.lookup(B, 1, A, 4000) is None and m.lookup(B, 1, relay, 30000) is None
     assert m.lookup(B, 1, relay, 30010) == ("c1", Side.CALLEE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["bind", "unbind", "expire"]),
+            st.sampled_from(["c1", "c2", "c3"]),
+            st.sampled_from([Side.CALLER, Side.CALLEE]),
+            st.sampled_from([bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), bytes(15) + b"\x01"]),
+            st.integers(4000, 4003),
+            st.sampled_from(["t1", "t2"]),
+        ),
+        max_size=40,
+    )
+)
+def test_ipv4_keys_and_fresh_follow_the_bindings(steps: list[tuple[str, str, Side, bytes, int, str]]) -> None:
+    """The integer keys the engine's batch probes are exactly the bound IPv4 endpoints, and every
+    IPv4 endpoint newly bound since the last take_fresh is in it."""
+    media, now, fresh = MediaMap(linger=1.0), 0.0, set()
+    for n, (action, call, side, ip, port, transaction) in enumerate(steps):
+        now += 0.5
+        before = set(media.ipv4_keys)
+        if action == "bind":
+            media.bind(call, side, ip, port, now, transaction)
+        elif action == "unbind":
+            media.unbind_call(call)
+        else:
+            media.expire(now)
+        fresh |= media.ipv4_keys - before
+        bound = {ipv4_key(e) for e in media._bindings} - {None}
+        assert media.ipv4_keys == bound
+        if n % 3 == 2:
+            taken = media.take_fresh()
+            assert taken is not None and fresh <= set(taken)
+            fresh = set()
+    assert ipv4_key((bytes([10, 0, 0, 2]), 4001)) == (10 << 24 | 2) << 16 | 4001
+    assert ipv4_key((bytes(16), 4001)) is None
