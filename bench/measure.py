@@ -36,6 +36,19 @@ def store_dir(prefix: str) -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent)), not keep
 
 
+def file_creation_us(parent: Path, files: int = 1_000) -> float:
+    """Microseconds to create, write and close one small file in a fresh directory under ``parent``
+    (the store makes one per recording). The files stay: see WORK on deleting them."""
+    parent.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="create-", dir=parent))
+    started = time.perf_counter()
+    for i in range(files):
+        fd = os.open(directory / f"{i}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, bytes(200))
+        os.close(fd)
+    return 1e6 * (time.perf_counter() - started) / files
+
+
 def work_dir() -> Path:
     WORK.mkdir(parents=True, exist_ok=True)
     return WORK

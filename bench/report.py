@@ -171,6 +171,10 @@ def render(run: Run, problems: list[str]) -> str:
         f"{base['tshark'].wall:.2f} s subtracted; one-call baseline e2e peak RSS "
         f"{base['e2e'].peak_rss_kib / 1024:.0f} MiB; the whole benchmark took {run.seconds:.0f} s"
     )
+    lines.append(
+        f"- creating a file where the stores go (one per recording): {run.create_us:,.0f} us before the "
+        f"measurements, {run.create_us_after:,.0f} us after (1,000 small files in a fresh directory)"
+    )
     lines += ["", "### Summary", "", *summary(run), "", *targets(run)]
     if problems:
         lines += ["", "### Problems", "", *(f"- {p}" for p in problems)]

@@ -43,7 +43,7 @@ from typing import Any
 
 from bench.gen import TICK_US, CaptureSpec, CaptureStats, Window, generate
 from bench.gen import VERSION as GENERATOR
-from bench.measure import KEEP_STORES, work_dir
+from bench.measure import KEEP_STORES, file_creation_us, work_dir
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -133,6 +133,8 @@ class Run:
     rows: list[Row]
     baseline: dict[str, Measurement]  # e2e and tshark on a one-call capture
     seconds: float = 0.0
+    create_us: float = math.nan  # one file's creation where the stores go, before and after
+    create_us_after: float = math.nan
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stores = work_dir() / f"run-{os.getpid()}"
     os.environ[KEEP_STORES] = str(stores)
     try:
+        create_us = file_creation_us(stores)  # the disk's part of the store's cost per recording
         run = measure(plan, captures, baseline)
+        run.create_us, run.create_us_after = create_us, file_creation_us(stores)
     finally:
         shutil.rmtree(stores, ignore_errors=True)
     run.seconds = time.perf_counter() - started
