@@ -47,6 +47,7 @@ class FastTable:
         self._used = 0
         self._order: I64 | None = None  # rows by combined key; None: to be rebuilt
         self._sorted: U64 = np.zeros(0, dtype=np.uint64)
+        self._ordered = 0  # rows below this are in _order; the ones above are merged in at the next match
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,7 +73,6 @@ class FastTable:
         self._key[row], self._key2[row] = key
         self._entry[row] = (slot, pt, size)
         self.rows[key] = row
-        self._order = None
         return True
 
     def pop(self, key: FastKey) -> int | None:
@@ -87,11 +87,8 @@ class FastTable:
 
     def match(self, hashed: U64, key: U64, key2: U64, pt: I64, size: I64) -> I64:
         """The slot of each frame's stream (-1: no entry, or not of the entry's payload type and size)."""
-        if self._order is None:
-            self._order = np.argsort(
-                combine(self._key[: self._used], self._key2[: self._used]), kind="stable"
-            )
-            self._sorted = combine(self._key[: self._used], self._key2[: self._used])[self._order]
+        self._sort()
+        assert self._order is not None
         if not len(self._order) or not len(hashed):
             return np.full(len(hashed), -1, dtype=np.int64)
         at = np.minimum(np.searchsorted(self._sorted, hashed), len(self._order) - 1)
@@ -102,6 +99,22 @@ class FastTable:
         )
         slots: I64 = np.where(hit, entry[:, 0], -1)
         return slots
+
+    def _sort(self) -> None:
+        """Bring the search order up to date: rebuilt when None, else the rows added since merged
+        in (after equal combined keys, as a stable sort of all rows would put them)."""
+        if self._order is None:
+            self._order = np.argsort(
+                combine(self._key[: self._used], self._key2[: self._used]), kind="stable"
+            )
+            self._sorted = combine(self._key[: self._used], self._key2[: self._used])[self._order]
+        elif self._ordered < self._used:
+            added = combine(self._key[self._ordered : self._used], self._key2[self._ordered : self._used])
+            order = np.argsort(added, kind="stable")
+            at = np.searchsorted(self._sorted, added[order], side="right")
+            self._sorted = np.insert(self._sorted, at, added[order])
+            self._order = np.insert(self._order, at, self._ordered + order)
+        self._ordered = self._used
 
     def _compact_or_grow(self) -> None:
         live = list(self.rows.items())
