@@ -68,6 +68,7 @@ class EngineConfig:
     reorder_window: float = 0.2
     max_calls: int = 10_000
     max_streams_per_call: int = 32
+    record_unsignalled: bool = True  # record two-way RTP that no SDP named (engine/orphans.py)
     site: SiteConfig = field(default_factory=SiteConfig)
 
 
@@ -124,11 +125,16 @@ def _site(table: dict[str, Any]) -> SiteConfig:
 
 
 def _engine(table: dict[str, Any], site: SiteConfig) -> EngineConfig:
-    numeric = {f.name for f in fields(EngineConfig) if f.name != "site"}
-    _known("engine", table, numeric)
+    options = {f.name for f in fields(EngineConfig) if f.name != "site"}
+    _known("engine", table, options)
     values: dict[str, Any] = {}
     for name, value in table.items():
         default = getattr(EngineConfig, name)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"engine.{name}: expected true or false, got {value!r}")
+            values[name] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"engine.{name}: expected a positive number, got {value!r}")
         values[name] = type(default)(value)

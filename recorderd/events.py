@@ -99,6 +99,10 @@ def format_endpoint(raw: bytes, port: int) -> str:
 # Call (signalling) events
 
 
+# Call-ID prefix of a call recorded from its media alone (engine/orphans.py): no SIP was seen for it.
+UNSIGNALLED = "unsignalled:"
+
+
 class Side(StrEnum):
     """The two parties of an INVITE dialog. The caller is recorded on the left channel."""
 

@@ -12,6 +12,7 @@ import pytest
 
 from recorderd.cli import main
 from tests.conftest import PCAPS, new_store
+from tests.replay.engine_replay import without_sip
 
 
 @pytest.fixture
@@ -113,3 +114,23 @@ def test_replay_with_site_config_classifies_direction(
     assert main(["calls", "--store", str(path), "--json"]) == 0
     directions = {c["call_id"][:5]: c["direction"] for c in json.loads(capsys.readouterr().out)}
     assert directions == {"5514@": "internal", "25672": "internal", "a3d80": "unknown"}
+
+
+def test_a_call_whose_sip_was_not_captured_is_recorded_and_listed(
+    store: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real capture without its SIP (a recorder started mid-call): the call is still recorded,
+    listed as media only, and exports."""
+    path, identity = store
+    cut = tmp_path / "no-sip.pcap"
+    assert without_sip(PCAPS / "sip-dtmf2-rfc2833-603.pcap", cut)  # every SIP message left out
+    assert main(["replay", str(cut), "--store", str(path), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["calls", "--store", str(path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "  no SIP, media " in line and " <-> " in line and line.endswith("complete")
+    call = line.split()[0]
+    out = tmp_path / "call.wav"
+    args = ["export", call, "--store", str(path), "--identity", str(identity), "--out", str(out)]
+    assert main([*args, "--reason", "test: unsignalled call"]) == 0
+    assert out.stat().st_size > 44

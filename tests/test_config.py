@@ -14,6 +14,8 @@ def test_shipped_example_loads_with_the_defaults() -> None:
     defaults = EngineConfig()
     assert (config.rtp_timeout, config.max_calls) == (defaults.rtp_timeout, defaults.max_calls)
     assert config.site.classify("2001", "2002", "", "") is Direction.UNKNOWN
+    assert config.record_unsignalled is defaults.record_unsignalled is True
+    assert parse_config({"engine": {"record_unsignalled": False}}).record_unsignalled is False
 
 
 def test_direction_from_numbering_and_trunks() -> None:
@@ -37,6 +39,8 @@ def test_direction_from_numbering_and_trunks() -> None:
         ({"site": {"default_region": "gb"}}, "site.default_region: expected a two-letter"),
         ({"engine": {"rtp_timeout": -1}}, "engine.rtp_timeout: expected a positive number"),
         ({"engine": {"rtp_timout": 3}}, "engine.rtp_timout: unknown option"),
+        ({"engine": {"record_unsignalled": 1}}, "engine.record_unsignalled: expected true or false"),
+        ({"engine": {"max_calls": True}}, "engine.max_calls: expected a positive number"),
         ({"sites": {}}, "config.sites: unknown option"),
     ],
 )

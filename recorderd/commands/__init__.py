@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recorderd.errors import RecorderdError
+from recorderd.events import UNSIGNALLED
 from recorderd.store.keys import load_identities
 
 PASSPHRASE_ENV = "RECORDERD_PASSPHRASE"
@@ -52,8 +53,12 @@ def call_line(call: dict[str, Any]) -> str:
     tags = f"  [{', '.join(call['tags'])}]" if call.get("tags") else ""
     caller = _party(call.get("from_number") or call["from"], call["from_name"])
     callee = _party(call.get("to_number") or call["to"], call["to_name"])
+    parties = f"{caller} -> {callee}"
+    if str(call.get("call_id", "")).startswith(UNSIGNALLED):  # engine/orphans.py: only the media seen
+        ends = call["call_id"][len(UNSIGNALLED) :].rpartition("@")[0]
+        parties = "no SIP, media " + ends.replace("-", " <-> ")
     return (
-        f"{call['id']}  {call['start']}  {call['direction']:<8}  {caller} -> {callee}  "
+        f"{call['id']}  {call['start']}  {call['direction']:<8}  {parties}  "
         f"{call['end_reason']} ({call['sip_status']})  {call['duration_s']:.1f} s  {state}{tags}"
     )
 

@@ -39,23 +39,30 @@ from recorderd.config import EngineConfig
 from recorderd.engine import mix
 from recorderd.engine.call import BLOCK, RATE, CallMedia, Leg
 from recorderd.engine.fast import FastKey, FastTable, Matched, endpoint_keys, payload_rows, read_headers
+from recorderd.engine.orphans import Orphan, Orphans, is_audio_type
 from recorderd.errors import ParseError
 from recorderd.events import (
+    UNSIGNALLED,
     CallAnswered,
     CallEnded,
     CallFinished,
     CallStarted,
     CallTransferred,
     Datagram,
+    Direction,
     EndReason,
     Event,
     Frame,
     FrameBatch,
+    MediaDirection,
     MediaNegotiated,
+    Side,
     SipEvent,
     Transport,
+    format_endpoint,
 )
 from recorderd.net import NetDecoder
+from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.demux import MediaMap
 from recorderd.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from recorderd.rtp.stream import Kind, Outcome, StreamTable
@@ -76,6 +83,11 @@ def _reason(error: ParseError) -> str:
     return str(error).split(":", 1)[0].strip().replace(" ", "_") or "unknown"
 
 
+def _endpoint(key: int) -> Endpoint:
+    """The raw IPv4 address and port of an endpoint key (``rtp.demux.ipv4_key``)."""
+    return (key >> 16).to_bytes(4, "big"), key & 0xFFFF
+
+
 def _looks_like_sip(payload: bytes) -> bool:
     """A SIP start line (RFC 3261 7.1, 7.2): "METHOD uri SIP/2.0" or "SIP/2.0 code reason"."""
     end = payload.find(b"\n", 0, 2048)
@@ -90,6 +102,8 @@ class Engine:
         self.net = NetDecoder(self.counters)
         self.dialogs = DialogTracker(self.counters, max_calls=self.config.max_calls)
         self.media = MediaMap()
+        self.orphans = Orphans() if self.config.record_unsignalled else None
+        self._noted = 0  # frames of the current batch whose UNBOUND ones the orphans have seen
         self.streams = StreamTable()
         self.calls: dict[str, CallMedia] = {}
         self._next_tick = 0.0
@@ -132,6 +146,7 @@ class Engine:
         m = self._match(batch, meta)
         self.media.take_fresh()  # the marking below sees every binding made so far
         self._mark_unbound(m, 0)
+        self._noted = 0
         self._held, self._held_from, self._held_to = (m, now), 0, 0
         self._fast_gone.clear()
         self._fast_added = 0
@@ -141,6 +156,7 @@ class Engine:
         k = i = 0
         while i < n:
             if i == tick:
+                self._note_unbound(m, now, i)
                 out.extend(self.advance(float(now[i])))
                 tick = self._tick_index(now, i + 1)
             elif k < len(slow) and slow[k] == i:
@@ -168,6 +184,7 @@ class Engine:
             k = 0
         self._flush_held()
         self._held = None
+        self._note_unbound(m, now, n)
         unbound = int(np.count_nonzero(m.slots == UNBOUND))
         if unbound:
             self.counters["frames"] += unbound
@@ -231,15 +248,27 @@ class Engine:
             chosen = chosen[np.array(free, dtype=bool)]
         m.slots[chosen] = UNBOUND
 
+    def _note_unbound(self, m: Matched, now: NDArray[np.float64], upto: int) -> None:
+        """Tell the orphans about the UNBOUND frames not yet noted before frame ``upto`` (before a
+        timer tick, where they may be adopted, and at the end of the batch)."""
+        start, self._noted = self._noted, max(self._noted, upto)
+        if self.orphans is None or upto <= start:
+            return
+        chosen = start + np.flatnonzero(m.slots[start:upto] == UNBOUND)
+        if len(chosen):
+            src, dst = endpoint_keys(m, chosen)
+            self.orphans.note_many(src, dst, m.pt[chosen], now[chosen])
+
     def _bound_now(self, m: Matched, i: int, fresh: list[int] | None) -> None:
-        """Bindings were made at frame ``i``: the UNBOUND frames after it that they name go back
-        to the general path (``fresh`` None: too many to list, so every binding is checked)."""
-        chosen = i + 1 + np.flatnonzero(m.slots[i + 1 :] == UNBOUND)
+        """Bindings were made before frame ``i``, the first not yet taken: the UNBOUND frames from
+        it on that they name go back to the general path (``fresh`` None: too many to list, so
+        every binding is checked)."""
+        chosen = i + np.flatnonzero(m.slots[i:] == UNBOUND)
         if not len(chosen):
             return
         if fresh is None:
             m.slots[chosen] = GENERAL
-            self._mark_unbound(m, i + 1)
+            self._mark_unbound(m, i)
             return
         src, dst = endpoint_keys(m, chosen)
         keys = np.array(fresh, dtype=np.uint64)
@@ -271,6 +300,9 @@ class Engine:
 
     def advance(self, now: float) -> list[Event]:
         """Fire the timers due at capture time ``now`` and emit the audio that is ready."""
+        return self._advance(now, adopt=True)
+
+    def _advance(self, now: float, adopt: bool) -> list[Event]:
         self._flush_held()
         self._next_tick = now + TICK
         out: list[Event] = []
@@ -278,6 +310,9 @@ class Engine:
         for endpoint in self.media.expire(now):
             self._forget_endpoint(endpoint)
         self._apply(self.dialogs.advance(now), out)
+        if adopt and self.orphans is not None:
+            for orphan in self.orphans.ready(now):
+                self._adopt(orphan, now, out)
         due: list[tuple[CallMedia, int, float]] = []
         nearly: list[tuple[CallMedia, int, float]] = []
         few = len(self.calls) <= ALIGN_CALLS
@@ -300,7 +335,7 @@ class Engine:
 
     def close(self, now: float) -> list[Event]:
         """End every open call (the capture is over) and return the remaining events."""
-        out = self.advance(now)
+        out = self._advance(now, adopt=False)  # a call adopted now would have no audio left
         self._apply(self.dialogs.close(now), out)
         self._finish(out)
         return out
@@ -332,6 +367,7 @@ class Engine:
         hit = self.media.lookup(d.src, d.sport, d.dst, d.dport)
         if hit is None:
             self.counters["rtp.unmapped"] += 1
+            self._note_orphan(d)
             return
         if is_rtcp(d.payload):
             self.counters["rtcp.ignored"] += 1
@@ -354,6 +390,47 @@ class Engine:
             self.counters[f"rtp.{outcome.name.lower()}"] += 1
         elif kind is Kind.AUDIO and leg is not None and len(d.src) == 4:
             self._remember_fast(call, leg, packet, d)
+
+    # -- calls nobody signalled (engine/orphans.py) -------------------------------------------------
+
+    def _note_orphan(self, d: Datagram) -> None:
+        """An unmapped packet shaped as the batch's UNBOUND frames are (IPv4, RTP version 2 without
+        padding, extension or CSRCs): the orphans count it if its payload type is static audio."""
+        payload = d.payload
+        if self.orphans is None or len(d.src) != 4 or len(payload) < 12 or payload[0] != 0x80:
+            return
+        pt = payload[1] & 0x7F
+        if is_audio_type(pt):
+            src = int.from_bytes(d.src, "big") << 16 | d.sport
+            self.orphans.note(src, int.from_bytes(d.dst, "big") << 16 | d.dport, pt, d.ts)
+
+    def _adopt(self, orphan: Orphan, now: float, out: list[Event]) -> None:
+        """Record ``orphan`` as a call without SIP. The party sending ``orphan.one`` is the caller
+        side; each party receives where the other's stream goes; it ends by RTP silence."""
+        keys = {*orphan.one, *orphan.other}
+        if keys & self.media.ipv4_keys:
+            return  # signalling named one of its ends meanwhile
+        (caller_ip, caller_port), (callee_ip, callee_port) = (
+            _endpoint(orphan.other[1]),
+            _endpoint(orphan.one[1]),
+        )
+        caller, callee = format_endpoint(caller_ip, caller_port), format_endpoint(callee_ip, callee_port)
+        call_id = f"{UNSIGNALLED}{caller}-{callee}@{orphan.first:.3f}"
+        if call_id in self.calls:
+            return
+        self.counters["rtp.unsignalled_calls"] += 1
+        events = self.dialogs.adopt(call_id, orphan.first)
+        events.append(CallStarted(orphan.first, call_id, "", "", "", "", caller, callee))
+        for side, ip, port, pt in (
+            (Side.CALLER, caller_ip, caller_port, orphan.pt_other),
+            (Side.CALLEE, callee_ip, callee_port, orphan.pt_one),
+        ):
+            fmt = (STATIC_PAYLOADS[pt],)
+            direction = MediaDirection.SENDRECV
+            events.append(MediaNegotiated(now, call_id, side, ip, port, fmt, direction, None, "unsignalled"))
+        self._apply(events, out)
+        # In media already, so treated as answered (ends by RTP silence), with no SIP status.
+        self.calls[call_id].answer_ts = orphan.first
 
     # -- the fast path's table -----------------------------------------------------------------------
 
@@ -408,6 +485,8 @@ class Engine:
     def _started(self, event: CallStarted) -> None:
         site = self.config.site
         direction = site.classify(user_part(event.from_uri), user_part(event.to_uri), event.src, event.dst)
+        if event.call_id.startswith(UNSIGNALLED):
+            direction = Direction.UNKNOWN  # who called whom is not in the media: keep the default retention
         self.calls[event.call_id] = CallMedia(event, direction, self.config, self.streams)
 
     def _ended(self, call: CallMedia, event: CallEnded) -> None:

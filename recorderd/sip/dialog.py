@@ -478,11 +478,7 @@ class DialogTracker:
         if caller is None or callee is None:
             self._counters["sip.dialog.bad_from_to"] += 1
             return []
-        events: list[SipEvent] = []
-        if len(self._calls) >= self._max_calls:
-            oldest = next(iter(self._calls.values()))
-            events.append(self._finish(oldest, dgram.ts, EndReason.EVICTED, oldest.final_status))
-            self._counters["sip.dialog.evicted"] += 1
+        events = self._make_room(dgram.ts)
         self._ended.pop(call_id, None)
         call = _Call(call_id, caller.tag, caller.uri, dgram.ts, cseq)
         self._calls[call_id] = call
@@ -502,6 +498,23 @@ class DialogTracker:
             )
         )
         return events + self._media(call, dgram.ts, msg)
+
+    def _make_room(self, ts: float) -> list[SipEvent]:
+        """End the oldest open call if the table is full."""
+        if len(self._calls) < self._max_calls:
+            return []
+        oldest = next(iter(self._calls.values()))
+        self._counters["sip.dialog.evicted"] += 1
+        return [self._finish(oldest, ts, EndReason.EVICTED, oldest.final_status)]
+
+    def adopt(self, call_id: str, ts: float) -> list[SipEvent]:
+        """Open a call that was never signalled (``engine/orphans.py``), as answered: no message
+        moves it on; it ends through :meth:`end` (RTP silence), eviction or :meth:`close`. The
+        events of making room for it."""
+        events = self._make_room(ts)
+        self._ended.pop(call_id, None)
+        self._calls[call_id] = _Call(call_id, None, "", ts, 0, state=_S.CONFIRMED)
+        return events
 
     # -- payload of the actions --------------------------------------------------------------------
 

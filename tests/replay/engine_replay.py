@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,3 +60,21 @@ def _collect(events: list[Event], out: Replayed) -> None:
             blocks.append(to_pcm(event.samples, event.encoding))
         elif isinstance(event, CallFinished):
             out.records.setdefault(event.call_id, []).append(event.record)
+
+
+def without_sip(source: Path, target: Path, drop: Callable[[bytes], bool] = lambda call_id: True) -> set[str]:
+    """Copy the classic pcap ``source`` without the SIP of the calls whose Call-ID ``drop`` picks (as
+    if they were up before capture began, or signalled over TLS); their Call-IDs."""
+    data = source.read_bytes()
+    out, pos, dropped = [data[:24]], 24, set()
+    while pos < len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        record = data[pos : pos + 16 + caplen]
+        pos += 16 + caplen
+        found = re.search(rb"\r\n(?i:call-id|i)[ \t]*:[ \t]*(\S+)\r\n", record)
+        if found is not None and drop(found[1]):
+            dropped.add(found[1].decode())
+            continue
+        out.append(record)
+    target.write_bytes(b"".join(out))
+    return dropped
