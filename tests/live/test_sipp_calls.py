@@ -175,3 +175,45 @@ def test_sigterm_mid_call_seals_the_recording(tmp_path: Path) -> None:
     assert complete  # sealed: the age file has its final chunk
     assert_plays(left, audio, 3 * 8000)
     assert_plays(right, audio, 3 * 8000)
+
+
+def test_a_call_already_up_when_the_daemon_starts_is_recorded_from_its_media(tmp_path: Path) -> None:
+    """As after a crash and restart: the daemon misses the INVITE and its SDP, finds the call from
+    its two-way RTP, and records the rest of the audio sent, ending it when the media stops."""
+    require("ip", "sipp")
+    store, identity = new_store(tmp_path)
+    audio = sent_audio()
+    with namespaces("u") as pair:
+        config = write_config(tmp_path / "recorderd.toml", store, pair.veth_a)
+        config.write_text(config.read_text() + "[engine]\nrtp_timeout = 2.0\n")
+        uas = sipp_uas(pair, calls=1)
+        uac = sipp_uac(pair, calls=1, hold_ms=7500)
+        try:
+            time.sleep(1.0)  # the INVITE, its answer and the first second of audio go unseen
+            daemon = Daemon(pair, config, tmp_path)
+            try:
+                assert uac.wait(timeout=30) == 0
+                assert uas.wait(timeout=10) == 0
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:  # until it ends: the media stopped 2 s ago
+                    if [c for c in calls(store) if c["recording_state"] != "recording"]:
+                        break
+                    time.sleep(0.5)
+            finally:
+                assert daemon.stop() == 0
+        finally:
+            for peer in (uac, uas):
+                if peer.poll() is None:
+                    peer.kill()
+                    peer.wait()
+
+    (call,) = calls(store)
+    assert call["call_id"].startswith("unsignalled:") and call["from_user"] == call["to_user"] == ""
+    assert (call["end_reason"], call["sip_status"], call["direction"]) == ("rtp-timeout", None, "unknown")
+    assert (call["recording_state"], call["encoding"]) == ("complete", "alaw")
+    left, right, complete = channels(Path(call["recording"]), identity)
+    assert complete
+    tail = audio[-3 * 8000 :]  # the last 3 s sent: the daemon was up and the call adopted by then
+    for channel in (left, right):
+        found = channel.find(tail)
+        assert found >= 0, "the last 3 s of audio sent are not in the recording"
