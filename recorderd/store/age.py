@@ -134,15 +134,23 @@ def _raw(public: X25519PublicKey) -> bytes:
 # Header
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(recipient: bytes) -> X25519PublicKey:
+    """The key object of a recipient (remembered, as :func:`parse_recipient` is)."""
+    return X25519PublicKey.from_public_bytes(recipient)
+
+
 def _wrap(file_key: bytes, recipient: bytes) -> bytes:
-    """One X25519 recipient stanza (age.md "The X25519 recipient type"), newline-terminated."""
+    """One X25519 recipient stanza (age.md "The X25519 recipient type"), newline-terminated.
+
+    A fresh ephemeral key for every stanza, so for every file: the share is what makes each wrap key
+    unique. The body, the 32-byte sealed file key, is 43 base64 columns: one line, shorter than 64.
+    """
     ephemeral = X25519PrivateKey.generate()
-    share = _raw(ephemeral.public_key())
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient))
-    wrap_key = _hkdf(shared, share + recipient, X25519_INFO)
-    body = _b64(ChaCha20Poly1305(wrap_key).encrypt(_ZERO_NONCE, file_key, None))
-    lines = [body[i : i + _COLUMNS] for i in range(0, len(body) + 1, _COLUMNS)]
-    return b"-> X25519 " + _b64(share) + b"\n" + b"".join(line + b"\n" for line in lines)
+    share = ephemeral.public_key().public_bytes_raw()
+    wrap_key = _hkdf(ephemeral.exchange(_public_key(recipient)), share + recipient, X25519_INFO)
+    body = ChaCha20Poly1305(wrap_key).encrypt(_ZERO_NONCE, file_key, None)
+    return b"-> X25519 " + _b64(share) + b"\n" + _b64(body) + b"\n"
 
 
 def _header_mac(file_key: bytes, header: bytes) -> bytes:
@@ -249,14 +257,14 @@ class AgeWriter:
             raise StoreError("age: at least one recipient is needed")
         keys = [parse_recipient(r) for r in recipients]
         file_key = os.urandom(FILE_KEY)
-        header = VERSION_LINE + b"\n" + b"".join(_wrap(file_key, k) for k in keys) + b"---"
+        header = b"".join([VERSION_LINE, b"\n", *(_wrap(file_key, k) for k in keys), b"---"])
         nonce = os.urandom(NONCE)
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._file = fileobj
         self._buffer = bytearray()
         self._counter = 0
         self._closed = False
-        fileobj.write(header + b" " + _b64(_header_mac(file_key, header)) + b"\n" + nonce)
+        fileobj.write(b"".join([header, b" ", _b64(_header_mac(file_key, header)), b"\n", nonce]))
 
     @property
     def chunks(self) -> int:
@@ -271,10 +279,14 @@ class AgeWriter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise ValueError("write to a closed AgeWriter")
-        self._buffer += data
-        while len(self._buffer) > CHUNK:
-            self._seal(bytes(self._buffer[:CHUNK]), last=False)
-            del self._buffer[:CHUNK]  # bytearray drops a prefix without copying the rest
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) > CHUNK:
+            # Sealed straight from the buffer, with no copy; the view is released before the prefix
+            # is dropped (a bytearray cannot shrink while exported), which copies nothing either.
+            with memoryview(buffer)[:CHUNK] as chunk:
+                self._seal(chunk, last=False)
+            del buffer[:CHUNK]
 
     def flush(self) -> None:
         """Push sealed chunks to the OS and to stable storage (fsync) when ``fileobj`` is a file."""
@@ -293,10 +305,10 @@ class AgeWriter:
         if self._closed:
             return
         self._closed = True
-        self._seal(bytes(self._buffer), last=True)
+        self._seal(self._buffer, last=True)
         self._buffer.clear()
 
-    def _seal(self, plaintext: bytes, last: bool) -> None:
+    def _seal(self, plaintext: bytes | bytearray | memoryview, last: bool) -> None:
         nonce = _chunk_nonce(self._counter, last)
         self._file.write(self._aead.encrypt(nonce, plaintext, None))
         self._counter += 1

@@ -217,9 +217,7 @@ class StoreSink:
 
     def _open_writer(self, recording: _Recording, errors: list[Exception]) -> None:
         try:
-            writer = self.store.open_recording(
-                recording.uid, recording.encoding, recording.sample_rate, recording.call["invite_ts"]
-            )
+            writer = self.store.open_recording_at(recording.path, recording.encoding, recording.sample_rate)
         except (StoreError, ValueError) as exc:
             recording.failed, recording.held = True, []
             errors.append(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -48,6 +49,7 @@ RECORDINGS = "recordings"
 SUFFIX = ".au.age"
 _UID = re.compile(r"[0-9a-f]{32}")
 _HASH_BLOCK = 1 << 20
+_DAY = 86_400  # seconds in a UTC day (POSIX time has no leap seconds)
 
 
 def iso_utc(ts: float | None) -> str | None:
@@ -56,6 +58,12 @@ def iso_utc(ts: float | None) -> str | None:
         return None
     text = dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")
     return text.replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=64)
+def _day_path(day: int) -> str:
+    """YYYY/MM/DD of a UTC day (days since the epoch): every recording of a day asks for it."""
+    return f"{dt.datetime.fromtimestamp(day * _DAY, dt.UTC):%Y/%m/%d}"
 
 
 def file_sha256(path: Path) -> tuple[str, int]:
@@ -213,19 +221,18 @@ class Store:
 
     def recording_path(self, call_uid: str, start_ts: float) -> str:
         """Path of a call's recording, relative to the root: recordings/YYYY/MM/DD/<uid>.au.age."""
-        day = dt.datetime.fromtimestamp(start_ts, dt.UTC)
-        return f"{RECORDINGS}/{day:%Y/%m/%d}/{call_uid}{SUFFIX}"
+        return f"{RECORDINGS}/{_day_path(int(start_ts // _DAY))}/{call_uid}{SUFFIX}"
 
     def open_recording(
         self, call_uid: str, encoding: str, sample_rate: int, start_ts: float
     ) -> RecordingWriter:
         """A writer for a new recording of call ``call_uid``, which started at ``start_ts``."""
-        path = self.root / self.recording_path(call_uid, start_ts)
-        try:
-            _mkdir_private(path.parent)
-        except OSError as exc:
-            raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
-        return RecordingWriter(path, self.recipients, encoding, sample_rate)
+        return self.open_recording_at(self.recording_path(call_uid, start_ts), encoding, sample_rate)
+
+    def open_recording_at(self, path: str, encoding: str, sample_rate: int) -> RecordingWriter:
+        """A writer for a new recording at ``path`` (:meth:`recording_path`); its day's directory is
+        made (0700) when the first recording of the day finds it missing."""
+        return RecordingWriter(self.root / path, self.recipients, encoding, sample_rate, _mkdir_private)
 
     def recover(self) -> list[str]:
         """Close out recordings a crash left in state 'recording'; returns their call ids.

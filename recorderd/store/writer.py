@@ -102,8 +102,12 @@ def check_block(length: int, encoding: str, start: int, samples: NDArray[np.gene
     starting at ``length``; int16 linear samples, or uint8 codes of the recording's G.711 law."""
     if start != length:
         raise ValueError(f"audio block starts at {start}, the recording is {length} long")
-    codes = samples.dtype == np.uint8 and encoding in _G711
-    if samples.ndim != 2 or samples.shape[1] != CHANNELS or not (samples.dtype == np.int16 or codes):
+    kind = samples.dtype.char  # a one-letter str: cheaper to compare than the dtype itself
+    if (
+        samples.ndim != 2
+        or samples.shape[1] != CHANNELS
+        or not (kind == "h" or (kind == "B" and encoding in _G711))
+    ):
         raise ValueError(f"audio block must be int16 (n, 2), got {samples.dtype} {samples.shape}")
 
 
@@ -112,18 +116,42 @@ def block_bytes(encoding: str, frames: int) -> int:
     return frames * CHANNELS * BYTES_PER_SAMPLE[encoding]
 
 
-def _encode(samples: NDArray[np.generic], encoding: str) -> bytes:
-    if samples.dtype == np.uint8:
-        return samples.tobytes()  # G.711 codes of the recording's law, passed through (check_block)
+def _encode(samples: NDArray[np.generic], encoding: str) -> bytes | memoryview:
+    if samples.dtype.char == "B":
+        # G.711 codes of the recording's law (check_block), passed through without a copy
+        return samples.data if samples.flags.c_contiguous else samples.tobytes()
     return encode_frames(samples.astype(np.int16, copy=False), encoding)
 
 
-class RecordingWriter:
-    """Writes one stereo recording to ``path`` + ".part"; the module docstring says what is lost."""
+def _create(part: str, make_parent: Callable[[Path], None] | None) -> int:
+    """Create ``part`` 0600 and exclusively. When its directory is missing and ``make_parent`` is
+    given, make the directory and try again: a directory that exists costs no extra system call."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(part, flags, 0o600)
+    except FileNotFoundError:
+        if make_parent is None:
+            raise
+    make_parent(Path(part).parent)
+    return os.open(part, flags, 0o600)
 
-    def __init__(self, path: Path, recipients: list[str], encoding: str, sample_rate: int) -> None:
+
+class RecordingWriter:
+    """Writes one stereo recording to ``path`` + ".part"; the module docstring says what is lost.
+
+    ``make_parent``: creates the directory when it does not exist yet (Store.open_recording).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        recipients: list[str],
+        encoding: str,
+        sample_rate: int,
+        make_parent: Callable[[Path], None] | None = None,
+    ) -> None:
         self.path = path
-        self.part = path.with_name(path.name + PART_SUFFIX)
+        self._part = f"{path}{PART_SUFFIX}"
         self.encoding = encoding
         self.sample_rate = sample_rate
         self.samples = 0
@@ -132,9 +160,9 @@ class RecordingWriter:
         self._done = False  # the descriptor is closed
         header = au_header(encoding, sample_rate, CHANNELS)  # ValueError before any file exists
         try:
-            fd = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = _create(self._part, make_parent)
         except OSError as exc:
-            raise StoreError(f"cannot create recording {self.part}: {exc.strerror}") from None
+            raise StoreError(f"cannot create recording {self._part}: {exc.strerror}") from None
         self._file = _HashingFile(fd)
         try:
             self.dev = os.fstat(fd).st_dev  # which filesystem a syncfs must cover
@@ -142,8 +170,13 @@ class RecordingWriter:
             self._age.write(header)
         except BaseException:
             os.close(fd)
-            self.part.unlink()
+            os.unlink(self._part)
             raise
+
+    @property
+    def part(self) -> Path:
+        """Where the recording is while it is written."""
+        return Path(self._part)
 
     @property
     def fd(self) -> int:
@@ -170,7 +203,7 @@ class RecordingWriter:
             # The chunk being sealed may be half on disk: writing on would misalign the stream.
             # Stop here; the sealed chunks before it stay a valid prefix that recovery keeps.
             self.abandon()
-            raise write_error(f"cannot write recording {self.part}", exc) from None
+            raise write_error(f"cannot write recording {self._part}", exc) from None
 
     def seal(self) -> None:
         """Write the final chunk; the ``.part`` then holds the whole recording (not yet durable)."""
@@ -195,7 +228,7 @@ class RecordingWriter:
         self._done = True
         try:
             os.close(self._file.fd)
-            os.rename(self.part, self.path)
+            os.rename(self._part, self.path)
         except OSError as exc:
             raise write_error(f"cannot finish recording {self.path}", exc) from None
         return RecordingInfo(self.path, self._file.sha256.hexdigest(), self._file.size, self.samples)

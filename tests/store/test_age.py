@@ -261,3 +261,30 @@ def test_fuzz_altered_file_raises_only_store_error(edits: list[tuple[int, int]],
         assert got == _VALID["plain"]
     else:
         assert _VALID["plain"].startswith(got)
+
+
+def test_written_data_is_copied_and_sealed_as_it_was(identity: str, recipient: str) -> None:
+    """A caller may reuse its buffer as soon as write returns, across chunk boundaries too."""
+    plain = os.urandom(3 * age.CHUNK + 123)
+    buf = io.BytesIO()
+    writer = age.AgeWriter(buf, [recipient])
+    scratch = bytearray(5000)
+    for k, i in enumerate(range(0, len(plain), 5000)):
+        piece = plain[i : i + 5000]
+        scratch[: len(piece)] = piece
+        view = memoryview(scratch)[: len(piece)]
+        writer.write(scratch if k % 2 and len(piece) == 5000 else view)
+        view.release()
+        scratch[:] = bytes(5000)
+    writer.close()
+    assert age.decrypt(buf.getvalue(), [identity]) == plain
+
+
+def test_every_file_gets_its_own_ephemeral_key_and_file_key(recipient: str) -> None:
+    """Remembering the recipient's key object must not make two files share an X25519 share, a
+    wrapped file key or a payload nonce."""
+    headers = [encrypt(b"same audio", [recipient]) for _ in range(3)]
+    for part in (1, 2):  # the share line, the wrapped key
+        assert len({h.split(b"\n")[part] for h in headers}) == 3
+    nonces = {h[h.index(b"\n--- ") + 1 :].split(b"\n", 1)[1][: age.NONCE] for h in headers}
+    assert len(nonces) == 3

@@ -92,17 +92,17 @@ def test_calls_begun_in_one_batch_and_ended_in_another(store: Store, identity: s
 def test_the_row_is_committed_before_the_file_exists(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Recovery finds every .part because its row in state 'recording' was committed first."""
     seen: list[str] = []
-    real_open = store.open_recording
+    real_open = store.open_recording_at
 
-    def open_recording(uid: str, encoding: str, sample_rate: int, start_ts: float) -> object:
+    def open_recording_at(path: str, encoding: str, sample_rate: int) -> object:
         assert not store.index.conn.in_transaction
         with sqlite3.connect(store.root / INDEX_FILE) as other:  # sees committed rows only
-            (state,) = other.execute("SELECT state FROM recordings WHERE call = ?", (uid,)).fetchone()
+            (state,) = other.execute("SELECT state FROM recordings WHERE path = ?", (path,)).fetchone()
         seen.append(state)
-        assert not list((store.root / "recordings").rglob(f"{uid}*"))
-        return real_open(uid, encoding, sample_rate, start_ts)
+        assert not list((store.root / "recordings").rglob(f"{Path(path).name}*"))
+        return real_open(path, encoding, sample_rate)
 
-    monkeypatch.setattr(store, "open_recording", open_recording)
+    monkeypatch.setattr(store, "open_recording_at", open_recording_at)
     sink = StoreSink(store)
     events, _ = calls_in_one_batch(3)
     for event in events:

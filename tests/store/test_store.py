@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recorderd.errors import StoreError
 from recorderd.store import age, au
@@ -213,3 +216,21 @@ def test_several_recipients_each_open_recordings(tmp_path: Path) -> None:
     store.close()
     for identity, _ in pairs:
         assert au.read_au(age.decrypt(info.path.read_bytes(), [identity]))[3].shape == (10, 2)
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 1_000_000))
+def test_recording_path_day_is_the_utc_date(us: int) -> None:
+    """Remembered per day, the date is still each capture timestamp's own UTC date."""
+    ts = us / 1_000_000  # capture timestamps have microseconds
+    day = dt.datetime.fromtimestamp(ts, dt.UTC)
+    assert Store.recording_path(None, "u", ts) == f"recordings/{day:%Y/%m/%d}/u.au.age"  # type: ignore[arg-type]
+
+
+def test_a_day_directory_removed_meanwhile_is_made_again(store: Store) -> None:
+    first = store.open_recording(store.new_uid(), "ulaw", 8000, T0)
+    first.discard()
+    day = first.path.parent
+    day.rmdir()  # by an administrator tidying up
+    second = store.open_recording(store.new_uid(), "ulaw", 8000, T0)
+    assert second.path.parent == day and mode(day) == 0o700
+    second.finish()

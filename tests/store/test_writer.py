@@ -225,3 +225,62 @@ def test_empty_recording_is_a_valid_file(tmp_path: Path, identity: str, recipien
     plain = b"".join(age.decrypt_chunks(io.BytesIO(info.path.read_bytes()), [identity]))
     assert plain == au.au_header("alaw", 8000, 2)
     assert info.samples == 0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "encoding", "ok"),
+    [
+        (np.int16, (4, 2), "ulaw", True),
+        (np.int16, (4, 2), "pcm16", True),
+        (np.uint8, (4, 2), "ulaw", True),
+        (np.uint8, (4, 2), "alaw", True),
+        (np.uint8, (4, 2), "pcm16", False),  # codes only for a G.711 recording
+        (np.int8, (4, 2), "ulaw", False),
+        (np.uint16, (4, 2), "ulaw", False),
+        (np.int32, (4, 2), "pcm16", False),
+        (np.float32, (4, 2), "pcm16", False),
+        (np.int16, (4, 1), "ulaw", False),
+        (np.int16, (4, 2, 1), "ulaw", False),
+        (np.uint8, (8,), "ulaw", False),
+    ],
+)
+def test_check_block_types(dtype: type, shape: tuple[int, ...], encoding: str, ok: bool) -> None:
+    samples: np.ndarray = np.zeros(shape, dtype)
+    if ok:
+        writer_module.check_block(0, encoding, 0, samples)
+    else:
+        with pytest.raises(ValueError, match="must be int16"):
+            writer_module.check_block(0, encoding, 0, samples)
+
+
+def test_code_blocks_that_are_views_are_written_as_they_are(
+    tmp_path: Path, identity: str, recipient: str
+) -> None:
+    """Codes handed over as views (contiguous or strided), as the engine's blocks are, and changed by
+    their owner after append: the recording keeps what they held at append."""
+    codes = ulaw_encode(real_stereo("ulaw")[:24000].reshape(-1)).reshape(-1, 2)
+    wide = np.repeat(codes, 2, axis=0)  # every frame twice: [::2] is a strided view of codes
+    writer = RecordingWriter(tmp_path / "r.au.age", [recipient], "ulaw", 8000)
+    block = codes[:8000].copy()
+    writer.append(0, block)
+    block[:] = 0xFF  # the owner reuses its array
+    writer.append(8000, wide[16000:32000:2])
+    writer.append(16000, codes[16000:])
+    info = writer.finish()
+    assert age.decrypt(info.path.read_bytes(), [identity])[au.DATA_OFFSET :] == codes.tobytes()
+
+
+def test_a_missing_directory_is_made_when_asked(tmp_path: Path, recipient: str) -> None:
+    made: list[Path] = []
+
+    def make_parent(path: Path) -> None:
+        made.append(path)
+        path.mkdir(0o700, parents=True)
+
+    writer = RecordingWriter(tmp_path / "a" / "b" / "r.au.age", [recipient], "ulaw", 8000, make_parent)
+    assert made == [tmp_path / "a" / "b"] and writer.part.exists()
+    writer.finish()
+    RecordingWriter(tmp_path / "a" / "b" / "s.au.age", [recipient], "ulaw", 8000, make_parent).discard()
+    assert made == [tmp_path / "a" / "b"]  # an existing directory is not made again
+    with pytest.raises(StoreError, match="cannot create recording .*: No such file or directory"):
+        RecordingWriter(tmp_path / "c" / "r.au.age", [recipient], "ulaw", 8000)
