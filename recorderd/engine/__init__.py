@@ -65,7 +65,7 @@ from recorderd.net import NetDecoder
 from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.demux import MediaMap
 from recorderd.rtp.packet import RtpPacket, is_rtcp, parse_rtp
-from recorderd.rtp.stream import Kind, Outcome, StreamTable
+from recorderd.rtp.stream import Kind, Outcome, Snapshot, StreamTable
 from recorderd.sip.dialog import DialogTracker
 from recorderd.sip.message import parse_sip, user_part
 
@@ -316,12 +316,13 @@ class Engine:
         due: list[tuple[CallMedia, int, float]] = []
         nearly: list[tuple[CallMedia, int, float]] = []
         few = len(self.calls) <= ALIGN_CALLS
+        columns = self.streams.snapshot()
         for call in list(self.calls.values()):
-            reason = self._timed_out(call, now)
+            reason = self._timed_out(call, now, columns)
             if reason is not None:
                 self._apply(self.dialogs.end(call.call_id, now, reason), out)
                 continue
-            upto = call.due(now, BLOCK // 2 if few else BLOCK)
+            upto = call.due(now, BLOCK // 2 if few else BLOCK, columns)
             if upto is None:
                 continue
             (due if upto - call.base >= BLOCK else nearly).append((call, upto, now))
@@ -514,11 +515,11 @@ class Engine:
             self.streams.close([leg.slot for leg in call.legs.values()])
             out.append(CallFinished(event.ts, call.call_id, record))
 
-    def _timed_out(self, call: CallMedia, now: float) -> EndReason | None:
+    def _timed_out(self, call: CallMedia, now: float, columns: Snapshot) -> EndReason | None:
         if now - call.started.ts > self.config.max_call_length:
             return EndReason.MAX_LENGTH
         answered_or_media = call.answer_ts is not None
         if answered_or_media and not call.on_hold:
-            if now - call.activity() > self.config.rtp_timeout:
+            if now - call.activity(columns) > self.config.rtp_timeout:
                 return EndReason.RTP_TIMEOUT
         return None

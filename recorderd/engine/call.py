@@ -36,7 +36,7 @@ from recorderd.events import (
 )
 from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.stream import Kind, Outcome, RtpStream, StreamTable
+from recorderd.rtp.stream import Kind, Outcome, RtpStream, Snapshot, StreamTable
 
 RATE = 8000  # the recording's sample rate
 BLOCK = RATE  # emit audio in blocks of about one second
@@ -207,23 +207,23 @@ class CallMedia:
             return Kind.UNDECODABLE, None, ptime * fmt.rate // 1000
         return Kind.AUDIO, codec, len(pkt.payload) // codec.bytes_per_sample
 
-    def activity(self) -> float:
-        """Capture time of the call's last signalling or media packet."""
-        slots = [leg.slot for leg in self.legs.values()]
-        return (
-            max(self.last_activity, float(self.table.last_seen[slots].max())) if slots else self.last_activity
-        )
+    def activity(self, columns: Snapshot | None = None) -> float:
+        """Capture time of the call's last signalling or media packet (``columns``: the table's, as
+        read at this tick)."""
+        last_seen = columns.last_seen if columns is not None else self.table.last_seen
+        seen = [last_seen[leg.slot] for leg in self.legs.values()]
+        return max(self.last_activity, float(max(seen))) if seen else self.last_activity
 
-    def due(self, now: float, block: int = BLOCK) -> int | None:
+    def due(self, now: float, block: int = BLOCK, columns: Snapshot | None = None) -> int | None:
         """The sample before which audio is ready to be written at ``now``: what every active stream
         has moved past, less the reorder window; None until that is at least ``block`` samples."""
         if self.media_start is None:
             return None
         now_pos = self.position(now)
-        table = self.table
-        active = [
-            table.high[s] for s in (leg.slot for leg in self.legs.values()) if now - table.last_ts[s] < ACTIVE
-        ]
+        high, last_ts = (
+            (columns.high, columns.last_ts) if columns is not None else (self.table.high, self.table.last_ts)
+        )
+        active = [high[s] for s in (leg.slot for leg in self.legs.values()) if now - last_ts[s] < ACTIVE]
         upto = (int(min(active)) if active else now_pos) - self.window
         upto = max(upto, now_pos - MAX_LAG)
         if upto - self.base < block:

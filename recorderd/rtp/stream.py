@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -368,6 +369,10 @@ class StreamTable:
         floor = int(self.floor[slot])
         return self.push(slot, seq, ts, pt, payload.tobytes(), Kind.AUDIO, len(payload), now, now_pos, floor)
 
+    def snapshot(self) -> Snapshot:
+        """The columns a timer tick reads for every call, as lists."""
+        return Snapshot(self.last_seen.tolist(), self.last_ts.tolist(), self.high.tolist())
+
     # -- departure -----------------------------------------------------------------------------------
 
     @property
@@ -378,18 +383,22 @@ class StreamTable:
         """Hand out the pending packets of every slot placed before ``before[slot]`` (nothing for
         :data:`NO_TAKE`), ordered by slot, then position, then sequence number; note the holes
         between them. None when there are none."""
-        slot, pos, seq, info, at = self.pending.merged()
+        columns = self.pending.merged()
+        slot, pos = columns[0], columns[1]
         ready = pos < before[slot]
-        if not ready.any():
+        chosen = np.flatnonzero(ready)
+        if not len(chosen):
             return None
-        rest = ~ready
-        kept = (slot[rest], pos[rest], seq[rest], info[rest], at[rest])
-        self.pending.parts = [kept]
+        # Index lists, not boolean masks: a mask gathers each of the five columns several times
+        # slower, and at thousands of calls these columns hold a million rows.
+        rest = np.flatnonzero(~ready)
+        kept = tuple(column.take(rest) for column in columns)
+        self.pending.parts = [kept]  # type: ignore[list-item]
         audio = (kept[3] >> 8 & 0xFF) == Kind.AUDIO
-        self.ring.tail = int(kept[4][audio].min()) if audio.any() else self.ring.head
-        slot, pos, seq, info, at = slot[ready], pos[ready], seq[ready], info[ready], at[ready]
+        self.ring.tail = int(np.where(audio, kept[4], self.ring.head).min()) if len(rest) else self.ring.head
+        slot, pos, seq, info, at = (column.take(chosen) for column in columns)
         order = np.lexsort((seq, pos, slot))
-        slot, pos, seq, info, at = slot[order], pos[order], seq[order], info[order], at[order]
+        slot, pos, seq, info, at = (column.take(order) for column in (slot, pos, seq, info, at))
         taken = Taken(slot, pos, seq, (info >> 8) & 0xFF, info & 0xFF, info >> 16, at)
         self._note_holes(taken)
         return taken
@@ -420,6 +429,15 @@ class StreamTable:
 
     def digits(self, slot: int) -> list[Digit]:
         return sorted(self.events[slot].values(), key=lambda d: d.pos)
+
+
+class Snapshot(NamedTuple):
+    """Per-slot columns read once per timer tick as Python lists: the tick looks at every call's
+    streams one element at a time, which costs a list far less than an array."""
+
+    last_seen: list[float]
+    last_ts: list[float]
+    high: list[int]
 
 
 class _Column:
