@@ -188,7 +188,9 @@ def _write_passthrough(
             frames[start[k] : start[k] + carried[k]] = _carry_codes(call, targets[k])
     if len(mine):
         size = int(rows.size[0])
-        codes = rows.codes.reshape(-1, size)[mine]
+        codes = rows.codes.reshape(-1, size)  # this write's own gather: changed in place below
+        if len(mine) != len(codes):
+            codes = codes[mine]
         row_law = law_of[rows.slot[mine]]
         for source in (0, 1):
             other = (row_law == source) & (law[who] != source)

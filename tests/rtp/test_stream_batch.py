@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorderd.rtp.stream import NO_TAKE, Kind, Outcome, StreamTable
+from recorderd.rtp.stream import NO_TAKE, Kind, Outcome, StreamTable, _by_slot_pos_seq
 
 RATE = 8000
 STREAMS = 3
@@ -109,3 +109,24 @@ def test_ring_grows_and_keeps_pending_payloads() -> None:
     got = table.payloads(taken, np.arange(1, 41))
     assert np.array_equal(got, payloads.ravel())
     assert len(table.ring.buf) >= 41 * 160
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 30) | st.integers(65_530, 65_540), st.integers(0, 50), st.integers(0, 5)),
+        max_size=200,
+    ),
+    in_order=st.booleans(),
+)
+def test_taking_orders_rows_as_lexsort_does(rows: list[tuple[int, int, int]], in_order: bool) -> None:
+    """The shortcut sort by slot (rows already in order per stream) and its fallback both give
+    lexsort's order, ties included; ``in_order`` makes the usual case, each stream's rows ascending."""
+    if in_order:
+        rows = sorted(rows, key=lambda r: (r[1], r[2]))
+    slot, pos, seq = (
+        (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
+        if rows
+        else [np.zeros(0, np.int64)] * 3
+    )
+    assert _by_slot_pos_seq(slot, pos, seq).tolist() == np.lexsort((seq, pos, slot)).tolist()
