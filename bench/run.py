@@ -270,7 +270,7 @@ def problems(run: Run) -> list[str]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n", 1)[0])
     p.add_argument("--calls", default="10,100,1000,5000", help="concurrencies, comma-separated")
-    p.add_argument("--seconds", type=float, default=3.0, help="shortest media length of a call (D)")
+    p.add_argument("--seconds", type=float, default=5.0, help="shortest media length of a call (D)")
     p.add_argument("--packets", type=int, default=300_000, help="at least this many RTP packets per capture")
     p.add_argument("--quick", action="store_true", help="10 and 100 calls, 5 s or more, 100,000 packets")
     p.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest is kept")
