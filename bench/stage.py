@@ -36,6 +36,7 @@ from typing import cast
 from bench import single
 from bench.gen import Window
 from bench.measure import Job, Result, Samples, drops, store_dir
+from recorderd import gctune
 from recorderd.config import EngineConfig
 from recorderd.events import Event
 from recorderd.replay import ReplayResult, replay_file
@@ -80,6 +81,7 @@ def stage_engine(job: Job) -> Result:
 
 def _replay(stage: str, path: Path, sink: StoreSink, window: Window | None) -> tuple[Result, ReplayResult]:
     """``replay_file`` exactly as ``recorderd replay`` runs it, timed whole and in its steady window."""
+    gctune.tune()  # as recorderd replay does
     result = Result(stage)
     samples = Samples()
     result.clock.start()

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recorderd import __version__, commands
+from recorderd import __version__, commands, gctune
 from recorderd.commands import service as service_commands
 from recorderd.commands import store as store_commands
 from recorderd.config import EngineConfig, load_config
@@ -106,6 +106,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    gctune.tune()
     config = load_config(args.config) if args.config else EngineConfig()
     for path in args.pcaps:
         if not path.is_file():

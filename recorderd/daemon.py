@@ -45,7 +45,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from tzlocal import get_localzone
 
-from recorderd import canary
+from recorderd import canary, gctune
 from recorderd.capture.pcap import LiveSource
 from recorderd.config import ServiceConfig, load_service_config
 from recorderd.engine import Engine
@@ -530,4 +530,6 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 def run(config: ServiceConfig) -> int:
     setup_logging()
-    return Daemon(config).run()
+    daemon = Daemon(config)
+    gctune.tune()
+    return daemon.run()

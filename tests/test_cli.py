@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from recorderd import cli as cli_module
 from recorderd.cli import main
+from recorderd.gctune import THRESHOLDS
 from tests.conftest import PCAPS, new_store
 from tests.replay.engine_replay import without_sip
 
@@ -134,3 +137,27 @@ def test_a_call_whose_sip_was_not_captured_is_recorded_and_listed(
     args = ["export", call, "--store", str(path), "--identity", str(identity), "--out", str(out)]
     assert main([*args, "--reason", "test: unsignalled call"]) == 0
     assert out.stat().st_size > 44
+
+
+def test_replay_runs_with_the_collector_tuned(
+    store: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """recorderd replay (and the daemon) raise the collector's thresholds (recorderd/gctune.py)."""
+    seen: list[tuple[int, ...]] = []
+    real = cli_module.replay_file
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_module, "replay_file", spy)
+    before = gc.get_threshold()
+    try:
+        path, _ = store
+        assert (
+            main(["replay", str(PCAPS / "sip-dtmf2-rfc2833-603.pcap"), "--store", str(path), "--quiet"]) == 0
+        )
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+    assert seen == [THRESHOLDS]
