@@ -52,9 +52,12 @@ def test_batched_passthrough_equals_per_call_writing(path: Path, monkeypatch: py
     _same(path, monkeypatch)
 
 
+@pytest.mark.parametrize("group", [mix.PASSTHROUGH_CALLS, 7])
 def test_batched_passthrough_with_many_calls_loss_and_reordering(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int
 ) -> None:
+    """Also with the due calls split into passes of 7 (the default passes hold 256 calls)."""
+    monkeypatch.setattr(mix, "PASSTHROUGH_CALLS", group)
     path = tmp_path / "many.pcap"
     generate(path, CaptureSpec(60, 5.0, loss=0.03, reorder=0.05, seed=7, rounds=2))
     assert _same(path, monkeypatch) == 120
