@@ -102,21 +102,22 @@ def write(
             out += blocks[i]
             continue
         lo, hi = rows.bounds[i], rows.bounds[i + 1]
-        codes = rows.codes[rows.byte_at[lo] : rows.byte_at[hi]]
+        codes = rows.codes(np.arange(lo, hi))
         pieces = _pieces(call, taken, rows.audio[lo:hi], codes) if taken is not None else []
         out += _write(call, pieces, upto, now)
     return out
 
 
 class _Rows:
-    """The audio packets taken for the due calls, grouped by call (then by slot and time), with their
-    payload codes concatenated in the same order."""
+    """The audio packets taken for the due calls, grouped by call (then by slot and time); their
+    payload codes are gathered from the ring when asked for, a pass of calls at a time (one array
+    for every due call would be tens of megabytes: see PASSTHROUGH_CALLS)."""
 
     def __init__(self, table: StreamTable, taken: Taken | None, owner: I64, calls: int) -> None:
+        self._table, self._taken = table, taken
         if taken is None:
             empty = np.zeros(0, dtype=np.int64)
             self.audio = self.call = self.slot = self.pos = self.size = self.pt = empty
-            self.codes = np.zeros(0, dtype=np.uint8)
         else:
             row_call = owner[taken.slot]
             order = np.argsort(row_call, kind="stable")  # by call, then as taken: slot, position, sequence
@@ -124,9 +125,13 @@ class _Rows:
             self.call = row_call[self.audio]
             self.slot, self.pos = taken.slot[self.audio], taken.pos[self.audio]
             self.size, self.pt = taken.duration[self.audio], taken.pt[self.audio]
-            self.codes = table.payloads(taken, self.audio)
         self.bounds = np.searchsorted(self.call, np.arange(calls + 1))
-        self.byte_at = np.concatenate(([0], np.cumsum(self.size)))
+
+    def codes(self, index: I64) -> NDArray[np.uint8]:
+        """The payload codes of rows ``index``, concatenated."""
+        if self._taken is None or not len(index):
+            return np.zeros(0, dtype=np.uint8)
+        return self._table.payloads(self._taken, self.audio[index])
 
 
 _LAW_INDEX = {"ulaw": 0, "alaw": 1}
@@ -202,9 +207,7 @@ def _write_passthrough(
             frames[start[k] : start[k] + carried[k]] = _carry_codes(call, targets[k])
     if len(mine):
         size = int(rows.size[0])
-        codes = rows.codes.reshape(-1, size)  # this write's own gather: changed in place below
-        if len(mine) != len(codes):
-            codes = codes[mine]
+        codes = rows.codes(mine).reshape(-1, size)  # this pass's own gather: changed in place below
         row_law = law_of[rows.slot[mine]]
         for source in (0, 1):
             other = (row_law == source) & (law[who] != source)
