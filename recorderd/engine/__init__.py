@@ -22,10 +22,10 @@ to it are then sent the general way. The tests replay every capture both ways an
 events for every call.
 
 RTP-looking frames that no call's SDP names at either end (calls that were up before capture began,
-media of other systems on the mirror port) would each be counted as ``rtp.unmapped`` and nothing else;
-the batch marks them ``UNBOUND`` with one set probe each and counts them together, so such traffic
-costs about what a known stream's does. A binding made later in the batch sends its frames back to
-the general path.
+media of other systems on the mirror port) would each be counted as ``rtp.unmapped`` and tallied for
+``engine/orphans.py``, and nothing else; the batch marks them ``UNBOUND`` with one set probe each and
+counts and tallies them together, so such traffic costs about what a known stream's does. A binding
+made later in the batch sends its frames back to the general path.
 """
 
 from __future__ import annotations
@@ -38,8 +38,19 @@ from numpy.typing import NDArray
 from recorderd.config import EngineConfig
 from recorderd.engine import mix
 from recorderd.engine.call import BLOCK, RATE, CallMedia, Leg
-from recorderd.engine.fast import FastKey, FastTable, Matched, endpoint_keys, payload_rows, read_headers
-from recorderd.engine.orphans import Orphan, Orphans, is_audio_type
+from recorderd.engine.fast import (
+    GENERAL,
+    UNBOUND,
+    FastKey,
+    FastTable,
+    Matched,
+    bound_again,
+    endpoint_keys,
+    mark_unbound,
+    payload_rows,
+    read_headers,
+)
+from recorderd.engine.orphans import Orphan, Orphans, is_audio_type, orphan_events
 from recorderd.errors import ParseError
 from recorderd.events import (
     UNSIGNALLED,
@@ -54,15 +65,11 @@ from recorderd.events import (
     Event,
     Frame,
     FrameBatch,
-    MediaDirection,
     MediaNegotiated,
-    Side,
     SipEvent,
     Transport,
-    format_endpoint,
 )
 from recorderd.net import NetDecoder
-from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.demux import MediaMap
 from recorderd.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from recorderd.rtp.stream import Kind, Outcome, Snapshot, StreamTable
@@ -72,7 +79,6 @@ from recorderd.sip.message import parse_sip, user_part
 TICK = 0.5  # seconds of capture time between housekeeping passes (timers, writing audio out)
 REMATCH = 256  # frames between matches of a batch's rest while new streams join the fast path
 ALIGN_CALLS = 64  # up to this many calls, audio half a block from due is written with the due
-GENERAL, UNBOUND = -1, -2  # Matched.slots of frames without a stream: the general path; only counted
 
 Endpoint = tuple[bytes, int]
 I64 = NDArray[np.int64]
@@ -81,11 +87,6 @@ I64 = NDArray[np.int64]
 def _reason(error: ParseError) -> str:
     """A counter key from a parse error: its stable prefix, e.g. "rtp: version 1 is not 2" -> "rtp"."""
     return str(error).split(":", 1)[0].strip().replace(" ", "_") or "unknown"
-
-
-def _endpoint(key: int) -> Endpoint:
-    """The raw IPv4 address and port of an endpoint key (``rtp.demux.ipv4_key``)."""
-    return (key >> 16).to_bytes(4, "big"), key & 0xFFFF
 
 
 def _looks_like_sip(payload: bytes) -> bool:
@@ -176,7 +177,7 @@ class Engine:
                 rest[np.isin(rest, self._fast_gone)] = GENERAL
                 self._fast_gone.clear()
             if fresh is None or fresh:
-                self._bound_now(m, i, fresh)
+                bound_again(m, i, fresh, self.media.ipv4_keys)
             if rematch:
                 self._lookup(m, i)  # streams that started in this batch: match the rest again
                 matched_at, self._fast_added = i, 0
@@ -234,19 +235,7 @@ class Engine:
         return m
 
     def _mark_unbound(self, m: Matched, first: int) -> None:
-        """Mark UNBOUND the frames from ``first`` on that look like RTP, have no stream and whose
-        ends no binding names: frame by frame each would only be counted as ``rtp.unmapped``."""
-        chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] == GENERAL))
-        if not len(chosen):
-            return
-        bound = self.media.ipv4_keys
-        if bound:
-            src, dst = endpoint_keys(m, chosen)
-            free = [
-                s not in bound and d not in bound for s, d in zip(src.tolist(), dst.tolist(), strict=True)
-            ]
-            chosen = chosen[np.array(free, dtype=bool)]
-        m.slots[chosen] = UNBOUND
+        mark_unbound(m, first, self.media.ipv4_keys)
 
     def _note_unbound(self, m: Matched, now: NDArray[np.float64], upto: int) -> None:
         """Tell the orphans about the UNBOUND frames not yet noted before frame ``upto`` (before a
@@ -258,21 +247,6 @@ class Engine:
         if len(chosen):
             src, dst = endpoint_keys(m, chosen)
             self.orphans.note_many(src, dst, m.pt[chosen], now[chosen])
-
-    def _bound_now(self, m: Matched, i: int, fresh: list[int] | None) -> None:
-        """Bindings were made before frame ``i``, the first not yet taken: the UNBOUND frames from
-        it on that they name go back to the general path (``fresh`` None: too many to list, so
-        every binding is checked)."""
-        chosen = i + np.flatnonzero(m.slots[i:] == UNBOUND)
-        if not len(chosen):
-            return
-        if fresh is None:
-            m.slots[chosen] = GENERAL
-            self._mark_unbound(m, i)
-            return
-        src, dst = endpoint_keys(m, chosen)
-        keys = np.array(fresh, dtype=np.uint64)
-        m.slots[chosen[np.isin(src, keys) | np.isin(dst, keys)]] = GENERAL
 
     def _lookup(self, m: Matched, first: int) -> None:
         """Find the streams of the frames from ``first`` on that could take the fast path and have
@@ -406,30 +380,14 @@ class Engine:
             self.orphans.note(src, int.from_bytes(d.dst, "big") << 16 | d.dport, pt, d.ts)
 
     def _adopt(self, orphan: Orphan, now: float, out: list[Event]) -> None:
-        """Record ``orphan`` as a call without SIP. The party sending ``orphan.one`` is the caller
-        side; each party receives where the other's stream goes; it ends by RTP silence."""
-        keys = {*orphan.one, *orphan.other}
-        if keys & self.media.ipv4_keys:
-            return  # signalling named one of its ends meanwhile
-        (caller_ip, caller_port), (callee_ip, callee_port) = (
-            _endpoint(orphan.other[1]),
-            _endpoint(orphan.one[1]),
-        )
-        caller, callee = format_endpoint(caller_ip, caller_port), format_endpoint(callee_ip, callee_port)
-        call_id = f"{UNSIGNALLED}{caller}-{callee}@{orphan.first:.3f}"
+        """Record ``orphan`` as a call without SIP, unless signalling named one of its ends meanwhile."""
+        if {*orphan.one, *orphan.other} & self.media.ipv4_keys:
+            return
+        call_id, events = orphan_events(orphan, now)
         if call_id in self.calls:
             return
         self.counters["rtp.unsignalled_calls"] += 1
-        events = self.dialogs.adopt(call_id, orphan.first)
-        events.append(CallStarted(orphan.first, call_id, "", "", "", "", caller, callee))
-        for side, ip, port, pt in (
-            (Side.CALLER, caller_ip, caller_port, orphan.pt_other),
-            (Side.CALLEE, callee_ip, callee_port, orphan.pt_one),
-        ):
-            fmt = (STATIC_PAYLOADS[pt],)
-            direction = MediaDirection.SENDRECV
-            events.append(MediaNegotiated(now, call_id, side, ip, port, fmt, direction, None, "unsignalled"))
-        self._apply(events, out)
+        self._apply([*self.dialogs.adopt(call_id, orphan.first), *events], out)
         # In media already, so treated as answered (ends by RTP silence), with no SIP status.
         self.calls[call_id].answer_ts = orphan.first
 

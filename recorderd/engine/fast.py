@@ -28,6 +28,7 @@ from recorderd.events import FrameBatch
 I64 = NDArray[np.int64]
 U64 = NDArray[np.uint64]
 FastKey = tuple[int, int]  # source and destination addresses; ports << 32 | SSRC
+GENERAL, UNBOUND = -1, -2  # Matched.slots of frames without a stream: the general path; only counted
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads the second key word before the two are combined
 
 
@@ -191,6 +192,36 @@ def endpoint_keys(m: Matched, chosen: I64) -> tuple[U64, U64]:
     src = (addrs >> np.uint64(32)) << np.uint64(16) | ports >> np.uint64(16)
     dst = (addrs & np.uint64(0xFFFFFFFF)) << np.uint64(16) | ports & np.uint64(0xFFFF)
     return src, dst
+
+
+def mark_unbound(m: Matched, first: int, bound: set[int]) -> None:
+    """Mark UNBOUND the frames from ``first`` on that look like RTP, have no stream and whose ends
+    are not in ``bound`` (``MediaMap.ipv4_keys``): frame by frame each would only be counted as
+    ``rtp.unmapped`` and tallied for the orphans (``engine/orphans.py``)."""
+    chosen = first + np.flatnonzero(m.candidate[first:] & (m.slots[first:] == GENERAL))
+    if not len(chosen):
+        return
+    if bound:
+        src, dst = endpoint_keys(m, chosen)
+        free = [s not in bound and d not in bound for s, d in zip(src.tolist(), dst.tolist(), strict=True)]
+        chosen = chosen[np.array(free, dtype=bool)]
+    m.slots[chosen] = UNBOUND
+
+
+def bound_again(m: Matched, i: int, fresh: list[int] | None, bound: set[int]) -> None:
+    """Bindings ``fresh`` (endpoint keys) were made before frame ``i``, the first not yet taken: the
+    UNBOUND frames from it on that they name go back to the general path (None: too many to list,
+    so every frame is checked against ``bound``)."""
+    chosen = i + np.flatnonzero(m.slots[i:] == UNBOUND)
+    if not len(chosen):
+        return
+    if fresh is None:
+        m.slots[chosen] = GENERAL
+        mark_unbound(m, i, bound)
+        return
+    src, dst = endpoint_keys(m, chosen)
+    keys = np.array(fresh, dtype=np.uint64)
+    m.slots[chosen[np.isin(src, keys) | np.isin(dst, keys)]] = GENERAL
 
 
 def payload_rows(data: NDArray[np.uint8], at: I64, length: int) -> NDArray[np.uint8]:

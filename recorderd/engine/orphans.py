@@ -26,6 +26,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recorderd.codecs import decoder_for
+from recorderd.events import (
+    UNSIGNALLED,
+    CallStarted,
+    MediaDirection,
+    MediaNegotiated,
+    Side,
+    SipEvent,
+    format_endpoint,
+)
 from recorderd.payloads import STATIC_PAYLOADS
 
 MIN_PACKETS = 25  # each way: half a second of 20 ms packets
@@ -146,3 +155,26 @@ def _partners(
     back |= {s for s in by_dst.get(src, ()) if _host(s[0]) == _host(dst)}  # src receives where it sends
     back.discard(stream)
     return sorted(back)
+
+
+def orphan_events(orphan: Orphan, now: float) -> tuple[str, list[SipEvent]]:
+    """The call id and the events of recording ``orphan`` as a call without SIP: the party sending
+    ``orphan.one`` is the caller side, and each party receives where the other's stream goes."""
+    (caller_ip, caller_port), (callee_ip, callee_port) = _address(orphan.other[1]), _address(orphan.one[1])
+    caller, callee = format_endpoint(caller_ip, caller_port), format_endpoint(callee_ip, callee_port)
+    call_id = f"{UNSIGNALLED}{caller}-{callee}@{orphan.first:.3f}"
+    events: list[SipEvent] = [CallStarted(orphan.first, call_id, "", "", "", "", caller, callee)]
+    for side, ip, port, pt in (
+        (Side.CALLER, caller_ip, caller_port, orphan.pt_other),
+        (Side.CALLEE, callee_ip, callee_port, orphan.pt_one),
+    ):
+        fmt = (STATIC_PAYLOADS[pt],)
+        events.append(
+            MediaNegotiated(now, call_id, side, ip, port, fmt, MediaDirection.SENDRECV, None, "unsignalled")
+        )
+    return call_id, events
+
+
+def _address(endpoint: int) -> tuple[bytes, int]:
+    """The raw IPv4 address and port of an endpoint key."""
+    return (endpoint >> 16).to_bytes(4, "big"), endpoint & 0xFFFF
