@@ -198,10 +198,7 @@ def _write_passthrough(
     span = np.maximum(np.maximum(ends[0::2], ends[1::2]), np.maximum(carried, n))
     start = np.concatenate(([0], np.cumsum(span)))
     silence = np.array([LAWS[t].silence for t in targets], dtype=np.uint8)
-    if len(silence) and (silence == silence[0]).all():  # one law for all: a fill, several times faster
-        frames = np.full((int(start[-1]), 2), silence[0], dtype=np.uint8)
-    else:
-        frames = np.repeat(np.stack((silence, silence), axis=1), span, axis=0)  # fast, unlike broadcasting
+    frames = np.repeat(np.stack((silence, silence), axis=1), span, axis=0)  # fast, unlike broadcasting
     for k, call in enumerate(calls):
         if carried[k]:
             frames[start[k] : start[k] + carried[k]] = _carry_codes(call, targets[k])
