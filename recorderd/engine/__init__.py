@@ -70,7 +70,7 @@ from recorderd.events import (
     Transport,
 )
 from recorderd.net import NetDecoder
-from recorderd.rtp.demux import MediaMap
+from recorderd.rtp.demux import MediaMap, ipv4_key
 from recorderd.rtp.packet import RtpPacket, is_rtcp, parse_rtp
 from recorderd.rtp.stream import Kind, Outcome, Snapshot, StreamTable
 from recorderd.sip.dialog import DialogTracker
@@ -375,9 +375,9 @@ class Engine:
         if self.orphans is None or len(d.src) != 4 or len(payload) < 12 or payload[0] != 0x80:
             return
         pt = payload[1] & 0x7F
-        if is_audio_type(pt):
-            src = int.from_bytes(d.src, "big") << 16 | d.sport
-            self.orphans.note(src, int.from_bytes(d.dst, "big") << 16 | d.dport, pt, d.ts)
+        src, dst = ipv4_key((d.src, d.sport)), ipv4_key((d.dst, d.dport))
+        if is_audio_type(pt) and src is not None and dst is not None:
+            self.orphans.note(src, dst, pt, d.ts)
 
     def _adopt(self, orphan: Orphan, now: float, out: list[Event]) -> None:
         """Record ``orphan`` as a call without SIP, unless signalling named one of its ends meanwhile."""
