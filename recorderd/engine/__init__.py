@@ -372,7 +372,7 @@ class Engine:
         """An unmapped packet shaped as the batch's UNBOUND frames are (IPv4, RTP version 2 without
         padding, extension or CSRCs): the orphans count it if its payload type is static audio."""
         payload = d.payload
-        if self.orphans is None or len(d.src) != 4 or len(payload) < 12 or payload[0] != 0x80:
+        if self.orphans is None or len(payload) < 12 or payload[0] != 0x80:
             return
         pt = payload[1] & 0x7F
         src, dst = ipv4_key((d.src, d.sport)), ipv4_key((d.dst, d.dport))
