@@ -207,22 +207,20 @@ class CallMedia:
             return Kind.UNDECODABLE, None, ptime * fmt.rate // 1000
         return Kind.AUDIO, codec, len(pkt.payload) // codec.bytes_per_sample
 
-    def activity(self, columns: Snapshot | None = None) -> float:
+    def activity(self, columns: Snapshot) -> float:
         """Capture time of the call's last signalling or media packet (``columns``: the table's, as
         read at this tick)."""
-        last_seen = columns.last_seen if columns is not None else self.table.last_seen
-        seen = [last_seen[leg.slot] for leg in self.legs.values()]
+        seen = [columns.last_seen[leg.slot] for leg in self.legs.values()]
         return max(self.last_activity, float(max(seen))) if seen else self.last_activity
 
-    def due(self, now: float, block: int = BLOCK, columns: Snapshot | None = None) -> int | None:
+    def due(self, now: float, block: int, columns: Snapshot) -> int | None:
         """The sample before which audio is ready to be written at ``now``: what every active stream
-        has moved past, less the reorder window; None until that is at least ``block`` samples."""
+        has moved past, less the reorder window; None until that is at least ``block`` samples
+        (``columns``: the table's, as read at this tick)."""
         if self.media_start is None:
             return None
         now_pos = self.position(now)
-        high, last_ts = (
-            (columns.high, columns.last_ts) if columns is not None else (self.table.high, self.table.last_ts)
-        )
+        high, last_ts = columns.high, columns.last_ts
         active = [high[s] for s in (leg.slot for leg in self.legs.values()) if now - last_ts[s] < ACTIVE]
         upto = (int(min(active)) if active else now_pos) - self.window
         upto = max(upto, now_pos - MAX_LAG)
