@@ -105,10 +105,9 @@ class FastTable:
         """Bring the search order up to date: rebuilt when None, else the rows added since merged
         in (after equal combined keys, as a stable sort of all rows would put them)."""
         if self._order is None:
-            self._order = np.argsort(
-                combine(self._key[: self._used], self._key2[: self._used]), kind="stable"
-            )
-            self._sorted = combine(self._key[: self._used], self._key2[: self._used])[self._order]
+            hashed = combine(self._key[: self._used], self._key2[: self._used])
+            self._order = np.argsort(hashed, kind="stable")
+            self._sorted = hashed[self._order]
         elif self._ordered < self._used:
             added = combine(self._key[self._ordered : self._used], self._key2[self._ordered : self._used])
             order = np.argsort(added, kind="stable")
