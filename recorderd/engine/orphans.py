@@ -36,6 +36,7 @@ from recorderd.events import (
     format_endpoint,
 )
 from recorderd.payloads import STATIC_PAYLOADS
+from recorderd.rtp.demux import ipv4_endpoint
 
 MIN_PACKETS = 25  # each way: half a second of 20 ms packets
 IDLE = 2.0  # seconds without a packet after which a stream is forgotten (or not adopted)
@@ -160,7 +161,10 @@ def _partners(
 def orphan_events(orphan: Orphan, now: float) -> tuple[str, list[SipEvent]]:
     """The call id and the events of recording ``orphan`` as a call without SIP: the party sending
     ``orphan.one`` is the caller side, and each party receives where the other's stream goes."""
-    (caller_ip, caller_port), (callee_ip, callee_port) = _address(orphan.other[1]), _address(orphan.one[1])
+    (caller_ip, caller_port), (callee_ip, callee_port) = (
+        ipv4_endpoint(orphan.other[1]),
+        ipv4_endpoint(orphan.one[1]),
+    )
     caller, callee = format_endpoint(caller_ip, caller_port), format_endpoint(callee_ip, callee_port)
     call_id = f"{UNSIGNALLED}{caller}-{callee}@{orphan.first:.3f}"
     events: list[SipEvent] = [CallStarted(orphan.first, call_id, "", "", "", "", caller, callee)]
@@ -173,8 +177,3 @@ def orphan_events(orphan: Orphan, now: float) -> tuple[str, list[SipEvent]]:
             MediaNegotiated(now, call_id, side, ip, port, fmt, MediaDirection.SENDRECV, None, "unsignalled")
         )
     return call_id, events
-
-
-def _address(endpoint: int) -> tuple[bytes, int]:
-    """The raw IPv4 address and port of an endpoint key."""
-    return (endpoint >> 16).to_bytes(4, "big"), endpoint & 0xFFFF

@@ -34,6 +34,11 @@ def ipv4_key(endpoint: Endpoint) -> int | None:
     return int.from_bytes(ip, "big") << 16 | port if len(ip) == 4 else None
 
 
+def ipv4_endpoint(key: int) -> Endpoint:
+    """The IPv4 endpoint of an :func:`ipv4_key`."""
+    return (key >> 16).to_bytes(4, "big"), key & 0xFFFF
+
+
 @dataclass(slots=True)
 class Binding:
     call_id: str

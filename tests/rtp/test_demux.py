@@ -2,7 +2,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recorderd.events import Side
-from recorderd.rtp.demux import MediaMap, ipv4_key
+from recorderd.rtp.demux import MediaMap, ipv4_endpoint, ipv4_key
 
 A = bytes([192, 0, 2, 1])
 B = bytes([192, 0, 2, 2])
@@ -107,3 +107,4 @@ def test_ipv4_keys_and_fresh_follow_the_bindings(steps: list[tuple[str, str, Sid
             fresh = set()
     assert ipv4_key((bytes([10, 0, 0, 2]), 4001)) == (10 << 24 | 2) << 16 | 4001
     assert ipv4_key((bytes(16), 4001)) is None
+    assert ipv4_endpoint((10 << 24 | 2) << 16 | 4001) == (bytes([10, 0, 0, 2]), 4001)
