@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorderd.rtp.pending import Ring
 from recorderd.rtp.stream import NO_TAKE, Kind, Outcome, StreamTable, _by_slot_pos_seq
 
 RATE = 8000
@@ -109,6 +110,21 @@ def test_ring_grows_and_keeps_pending_payloads() -> None:
     got = table.payloads(taken, np.arange(1, 41))
     assert np.array_equal(got, payloads.ravel())
     assert len(table.ring.buf) >= 41 * 160
+
+
+def test_ring_keeps_a_quarter_free_and_what_it_holds() -> None:
+    """It doubles once pending bytes would leave less than a quarter free, and not before; what is
+    pending survives the move."""
+    ring = Ring(1000)
+    first = ring.put_rows(np.full((5, 150), 7, dtype=np.uint8))  # 750 pending: a quarter free
+    assert len(ring.buf) == 1000
+    ring.tail = int(first[1])  # the first payload released: 600 pending
+    second = ring.put(bytes(range(100)))  # 700
+    assert len(ring.buf) == 1000
+    ring.put(bytes(60))  # 760: less than a quarter free
+    assert len(ring.buf) == 2000
+    assert np.array_equal(ring.rows(first[1:], 150), np.full((4, 150), 7, dtype=np.uint8))
+    assert np.array_equal(ring.gather(np.array([second]), np.array([100])), np.arange(100, dtype=np.uint8))
 
 
 @settings(max_examples=300, deadline=None)
