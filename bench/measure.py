@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.gen import Window
 
 # Where the measurements make their stores (a fresh directory each, removed afterwards): a plain
@@ -47,6 +49,25 @@ def file_creation_us(parent: Path, files: int = 1_000) -> float:
         os.write(fd, bytes(200))
         os.close(fd)
     return 1e6 * (time.perf_counter() - started) / files
+
+
+def memory_touch_ms(mib: int = 256) -> tuple[float, float]:
+    """Milliseconds per MiB to write memory the process just mapped, then to write it again.
+
+    The first figure is what every new page of a measurement's heap, ring and page cache costs. On
+    bare metal both are a fraction of a millisecond. On a VM whose host backs guest memory only when
+    it is first touched, and takes back what the guest frees (free page reporting), the first can be
+    ten to forty times the second, and varies with what the machine did in the seconds before.
+    """
+    size = mib << 20
+    started = time.perf_counter()
+    block = np.zeros(size, dtype=np.uint8)  # calloc: fresh pages from the kernel, none touched yet
+    block.fill(1)
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    block.fill(2)
+    again = time.perf_counter() - started
+    return 1e3 * first / mib, 1e3 * again / mib
 
 
 def work_dir() -> Path:

@@ -171,10 +171,13 @@ def render(run: Run, problems: list[str]) -> str:
         f"{base['tshark'].wall:.2f} s subtracted; one-call baseline e2e peak RSS "
         f"{base['e2e'].peak_rss_kib / 1024:.0f} MiB; the whole benchmark took {run.seconds:.0f} s"
     )
-    lines.append(
+    lines += [
         f"- creating a file where the stores go (one per recording): {run.create_us:,.0f} us before the "
-        f"measurements, {run.create_us_after:,.0f} us after (1,000 small files in a fresh directory)"
-    )
+        f"measurements, {run.create_us_after:,.0f} us after (1,000 small files in a fresh directory)",
+        f"- writing memory the process has just mapped: {run.touch_ms[0]:.2f} ms per MiB before the "
+        f"measurements, {run.touch_ms_after[0]:.2f} after; written again: {run.touch_ms[1]:.2f} and "
+        f"{run.touch_ms_after[1]:.2f} (256 MiB)",
+    ]
     lines += ["", "### Summary", "", *summary(run), "", *targets(run)]
     if problems:
         lines += ["", "### Problems", "", *(f"- {p}" for p in problems)]

@@ -43,7 +43,7 @@ from typing import Any
 
 from bench.gen import TICK_US, CaptureSpec, CaptureStats, Window, generate
 from bench.gen import VERSION as GENERATOR
-from bench.measure import KEEP_STORES, file_creation_us, work_dir
+from bench.measure import KEEP_STORES, file_creation_us, memory_touch_ms, work_dir
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -135,6 +135,8 @@ class Run:
     seconds: float = 0.0
     create_us: float = math.nan  # one file's creation where the stores go, before and after
     create_us_after: float = math.nan
+    touch_ms: tuple[float, float] = (math.nan, math.nan)  # ms per MiB: new memory, then written again
+    touch_ms_after: tuple[float, float] = (math.nan, math.nan)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -308,8 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ[KEEP_STORES] = str(stores)
     try:
         create_us = file_creation_us(stores)  # the disk's part of the store's cost per recording
+        touch_ms = memory_touch_ms()  # the machine's part of every new page's cost
         run = measure(plan, captures, baseline)
         run.create_us, run.create_us_after = create_us, file_creation_us(stores)
+        run.touch_ms, run.touch_ms_after = touch_ms, memory_touch_ms()
     finally:
         shutil.rmtree(stores, ignore_errors=True)
     run.seconds = time.perf_counter() - started

@@ -5,6 +5,7 @@ No timing is asserted anywhere: performance lives in ``python -m bench.run``, no
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -118,4 +119,6 @@ def test_runner_measures_and_appends(tmp_path: Path, capsys: pytest.CaptureFixtu
     for stage in ("tshark", *run.STAGES):
         assert f"| {stage} |" in text
     assert "| 3 | 2 | 621 |" in text  # the summary row: 3 calls of 2 s, 621 frames
+    assert re.search(r"creating a file where the stores go .*: \d+ us before .*, \d+ us after", text)
+    assert re.search(r"memory the process has just mapped: \d+\.\d\d ms per MiB before", text)
     assert "### Summary" in capsys.readouterr().out
