@@ -139,6 +139,7 @@ def _apply_attribute(section: _Section, value: str) -> None:
             section.ptime = int(float(text))
 
 
+@lru_cache(maxsize=1024)  # every call's SDP repeats the site's few rtpmap lines; PayloadFormat is frozen
 def _parse_rtpmap(arg: str) -> PayloadFormat | None:
     """``96 telephone-event/8000/1`` -> PayloadFormat(96, "TELEPHONE-EVENT", 8000)."""
     pt_text, _, encoding = arg.strip().partition(" ")
