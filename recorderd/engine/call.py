@@ -36,7 +36,8 @@ from recorderd.events import (
 )
 from recorderd.payloads import STATIC_PAYLOADS
 from recorderd.rtp.packet import RtpPacket
-from recorderd.rtp.stream import Kind, Outcome, RtpStream, Snapshot, StreamTable
+from recorderd.rtp.stream import Kind, Outcome, Snapshot, StreamTable
+from recorderd.rtp.view import RtpStream
 
 RATE = 8000  # the recording's sample rate
 BLOCK = RATE  # emit audio in blocks of about one second

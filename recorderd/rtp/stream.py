@@ -37,14 +37,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recorderd.rtp.dtmf import parse_telephone_event
-from recorderd.rtp.pending import Pending, Ring
+from recorderd.rtp.pending import Pending, Ring, by_slot_pos_seq, group_starts, running_max
 
 # Extended sequence numbers remembered for duplicate detection (a power of 2): 2.5 s of 20 ms packets,
 # more than the reorder window, so an older copy is dropped as late instead.
 DUPLICATE_WINDOW = 128
 _WINDOW_MASK = DUPLICATE_WINDOW - 1
 NO_TAKE = np.iinfo(np.int64).min  # "take nothing of this stream"
-_GROUP = 1 << 44  # separates streams when running maxima are computed over several at once
 
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
@@ -101,22 +100,6 @@ class Taken:
 
     def __len__(self) -> int:
         return len(self.pos)
-
-
-def _group_starts(keys: I64) -> NDArray[np.bool_]:
-    """True where a run of equal ``keys`` (sorted) begins."""
-    first = np.empty(len(keys), dtype=bool)
-    if len(keys):
-        first[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=first[1:])
-    return first
-
-
-def _running_max(values: I64, group: I64) -> I64:
-    """The running maximum of ``values`` restarting at every new ``group`` (sorted, small ints)."""
-    shift = group * _GROUP
-    out: I64 = np.maximum.accumulate(values + shift) - shift
-    return out
 
 
 class StreamTable:
@@ -296,7 +279,7 @@ class StreamTable:
         order. Returns how many packets were not accepted, by outcome."""
         order = np.argsort(slots, kind="stable")
         s = slots[order]
-        first = _group_starts(s)
+        first = group_starts(s)
         group = np.cumsum(first) - 1
         o_seq, o_ts, o_now = seq[order], ts[order], now[order]
         # sequence numbers, each unwrapped against the previous packet of its stream
@@ -343,7 +326,7 @@ class StreamTable:
                 return outcomes
             order, s, ext, ext_ts, pos = (a[keep] for a in (order, s, ext, ext_ts, pos))
             o_now = o_now[keep]
-            first = _group_starts(s)
+            first = group_starts(s)
         starts = np.flatnonzero(first)
         last = np.append(starts[1:] - 1, len(s) - 1)
         duration = payloads.shape[1]
@@ -397,19 +380,19 @@ class StreamTable:
         audio = (kept[3] >> 8 & 0xFF) == Kind.AUDIO
         self.ring.tail = int(np.where(audio, kept[4], self.ring.head).min()) if len(rest) else self.ring.head
         slot, pos, seq, info, at = (column.take(chosen) for column in columns)
-        order = _by_slot_pos_seq(slot, pos, seq)
+        order = by_slot_pos_seq(slot, pos, seq)
         slot, pos, seq, info, at = (column.take(order) for column in (slot, pos, seq, info, at))
         taken = Taken(slot, pos, seq, (info >> 8) & 0xFF, info & 0xFF, info >> 16, at)
         self._note_holes(taken)
         return taken
 
     def _note_holes(self, t: Taken) -> None:
-        first = _group_starts(t.slot)
+        first = group_starts(t.slot)
         group = np.cumsum(first) - 1
         starts = np.flatnonzero(first)
         slot = t.slot[starts]
         taken_end = self.taken_end[t.slot]
-        ends = _running_max(np.maximum(t.pos + t.duration, taken_end), group)
+        ends = running_max(np.maximum(t.pos + t.duration, taken_end), group)
         before_end = np.empty_like(ends)
         before_end[1:] = ends[:-1]
         before_end[first] = taken_end[first]
@@ -431,21 +414,6 @@ class StreamTable:
         return sorted(self.events[slot].values(), key=lambda d: d.pos)
 
 
-def _by_slot_pos_seq(slot: I64, pos: I64, seq: I64) -> I64:
-    """The order of rows by slot, then position, then sequence number.
-
-    Rows are pending in arrival order, so each stream's are nearly always in order already: a stable
-    sort by slot alone (a radix sort when slots fit in 16 bits) gives the answer, checked in one pass;
-    a stream with a reordered or duplicate packet sends the whole sort to ``lexsort``."""
-    keys = slot.astype(np.uint16) if len(slot) and int(slot.max()) < 1 << 16 else slot
-    order: I64 = np.argsort(keys, kind="stable")
-    s, p, q = slot[order], pos[order], seq[order]
-    same = s[1:] == s[:-1]
-    if (same & ((p[1:] < p[:-1]) | ((p[1:] == p[:-1]) & (q[1:] <= q[:-1])))).any():
-        order = np.lexsort((seq, pos, slot))
-    return order
-
-
 class Snapshot(NamedTuple):
     """Per-slot columns read once per timer tick as Python lists: the tick looks at every call's
     streams one element at a time, which costs a list far less than an array."""
@@ -453,91 +421,3 @@ class Snapshot(NamedTuple):
     last_seen: list[float]
     last_ts: list[float]
     high: list[int]
-
-
-class _Column:
-    """An integer of a stream read from its row in the table: ``RtpStream.packets`` and the like."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column
-
-    def __get__(self, stream: RtpStream, owner: type | None = None) -> int:
-        return stream._get(self.column)
-
-
-class RtpStream:
-    """One stream's view of its slot in a table: what the call and the tests read, and :meth:`push`
-    and :meth:`take` for a stream on its own."""
-
-    __slots__ = ("table", "slot")
-
-    def __init__(
-        self,
-        ssrc: int,
-        now: float,
-        now_pos: int,
-        rate: int,
-        resync: int,
-        table: StreamTable | None = None,
-        media_start: float | None = None,
-        floor: int = 0,
-    ) -> None:
-        self.table = table if table is not None else StreamTable()
-        start = media_start if media_start is not None else now - now_pos / rate
-        self.slot = self.table.open(ssrc, now, now_pos, resync, start, floor)
-
-    def push(
-        self,
-        seq: int,
-        ts: int,
-        pt: int,
-        payload: bytes,
-        kind: Kind,
-        duration: int,
-        now: float,
-        now_pos: int,
-        floor: int,
-    ) -> Outcome:
-        return self.table.push(self.slot, seq, ts, pt, payload, kind, duration, now, now_pos, floor)
-
-    def take(self, before: int) -> Taken | None:
-        limit = np.full(self.table.capacity, NO_TAKE, dtype=np.int64)
-        limit[self.slot] = before
-        return self.table.take(limit)
-
-    def _get(self, name: str) -> int:
-        column: I64 = getattr(self.table, name)
-        return int(column[self.slot])
-
-    ssrc = _Column("ssrc")
-    packets = _Column("packets")
-    duplicates = _Column("duplicates")
-    late = _Column("late")
-    resyncs = _Column("resyncs")
-    payload_type = _Column("payload_type")
-    first_pos = _Column("first_pos")
-    high_pos = _Column("high")
-
-    @property
-    def first_ts(self) -> float:
-        return float(self.table.first_ts[self.slot])
-
-    @property
-    def last_ts(self) -> float:
-        return float(self.table.last_ts[self.slot])
-
-    @property
-    def expected(self) -> int:
-        high = self._get("seq_max")
-        return 0 if high < 0 else high - self._get("seq_min") + 1
-
-    @property
-    def lost(self) -> int:
-        return self.expected - self.packets
-
-    @property
-    def holes(self) -> list[Hole]:
-        return self.table.holes[self.slot]
-
-    def digits(self) -> list[Digit]:
-        return self.table.digits(self.slot)

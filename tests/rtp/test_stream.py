@@ -1,6 +1,7 @@
 """RtpStream: placement by timestamp, reordering, duplicates, wraparound, loss and holes."""
 
-from recorderd.rtp.stream import DUPLICATE_WINDOW, Kind, Outcome, RtpStream
+from recorderd.rtp.stream import DUPLICATE_WINDOW, Kind, Outcome
+from recorderd.rtp.view import RtpStream
 
 SILENCE = b"\xff" * 160
 

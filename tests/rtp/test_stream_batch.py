@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recorderd.rtp.pending import Ring
-from recorderd.rtp.stream import NO_TAKE, Kind, Outcome, StreamTable, _by_slot_pos_seq
+from recorderd.rtp.pending import Ring, by_slot_pos_seq
+from recorderd.rtp.stream import NO_TAKE, Kind, Outcome, StreamTable
 
 RATE = 8000
 STREAMS = 3
@@ -145,4 +145,4 @@ def test_taking_orders_rows_as_lexsort_does(rows: list[tuple[int, int, int]], in
         if rows
         else [np.zeros(0, np.int64)] * 3
     )
-    assert _by_slot_pos_seq(slot, pos, seq).tolist() == np.lexsort((seq, pos, slot)).tolist()
+    assert by_slot_pos_seq(slot, pos, seq).tolist() == np.lexsort((seq, pos, slot)).tolist()
