@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,6 +22,7 @@ import numpy as np
 
 from bench.gen import Window
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository: where ``python -m bench.*`` runs
 # Where the measurements make their stores (a fresh directory each, removed afterwards): a plain
 # directory on the disk a real store would use. Not /tmp, and not beside the captures: on the reference
 # machine (ext4 mounted with discard) creating a file took 0.3-0.9 ms in /tmp and in bench/out, where
@@ -52,13 +55,24 @@ def file_creation_us(parent: Path, files: int = 1_000) -> float:
 
 
 def memory_touch_ms(mib: int = 256) -> tuple[float, float]:
-    """Milliseconds per MiB to write memory the process just mapped, then to write it again.
+    """Milliseconds per MiB to write memory a process just mapped, then to write it again.
 
     The first figure is what every new page of a measurement's heap, ring and page cache costs. On
     bare metal both are a fraction of a millisecond. On a VM whose host backs guest memory only when
     it is first touched, and takes back what the guest frees (free page reporting), the first varies
     with what the machine did in the seconds before: on the reference VM 0.07-2.4 ms, against 0.03.
+
+    Measured in a process of its own: Linux hands a process's peak RSS on to the children it starts
+    (across fork, and kept over exec), so a probe in the runner would add its 256 MiB to the peak
+    RSS of every measurement after it.
     """
+    code = f"from bench.measure import _touch; print(*_touch({int(mib)}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    first, again = (float(x) for x in done.stdout.split())
+    return first, again
+
+
+def _touch(mib: int) -> tuple[float, float]:
     size = mib << 20
     started = time.perf_counter()
     block = np.zeros(size, dtype=np.uint8)  # calloc: fresh pages from the kernel, none touched yet

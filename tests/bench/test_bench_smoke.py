@@ -118,7 +118,9 @@ def test_runner_measures_and_appends(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "### Summary" in text and "### Problems" not in text
     for stage in ("tshark", *run.STAGES):
         assert f"| {stage} |" in text
-    assert "| 3 | 2 | 621 |" in text  # the summary row: 3 calls of 2 s, 621 frames
+    row = next(line for line in text.splitlines() if line.startswith("| 3 | 2 | 621 |"))  # 3 calls of 2 s
+    peak_rss_mib = int(row.split("|")[-3].replace(",", ""))
+    assert peak_rss_mib < 200  # about 55: the runner's memory probe (256 MiB) must not be inherited
     assert re.search(r"creating a file where the stores go .*: \d+ us before .*, \d+ us after", text)
     assert re.search(r"memory the process has just mapped: \d+\.\d\d ms per MiB before", text)
     assert "### Summary" in capsys.readouterr().out
